@@ -1,1 +1,701 @@
-//! (in progress)
+//! `gateway.yaml`: the raw serde mirror of the file, validated into [`Config`].
+//!
+//! Keys are kebab-case and follow Cisco's dial-peer and `mta` vocabulary (INTERFACE.md).
+//! Relative paths in the file are relative to the file's own directory. Every key is
+//! documented, with unit and default, in the shipped `gateway.yaml` and in `docs/config.md`.
+//! Errors name file, line, column and key (`FILE:LINE:COL: KEY: message`).
+
+pub mod dial_peer;
+
+use crate::tiff_f::{Bilevel, Encoding, Resolution};
+use dial_peer::DestinationPattern;
+use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The shipped `gateway.yaml`, embedded so that `t37gw demo` runs from anywhere.
+pub const SHIPPED_CONFIG: &str = include_str!("../gateway.yaml");
+
+// ---------------------------------------------------------------- raw (serde mirror)
+
+type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConfig {
+    gateway: RawGateway,
+    mta_receive: Option<RawMtaReceive>,
+    mta_send: RawMtaSend,
+    #[serde(default)]
+    onramp_dial_peers: Vec<RawOnrampPeer>,
+    #[serde(default)]
+    offramp_dial_peers: Vec<RawOfframpPeer>,
+    #[serde(default)]
+    fax_backends: Vec<RawBackend>,
+    paths: Option<RawPaths>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawGateway {
+    hostname: S<String>,
+    domain: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawMtaReceive {
+    listen: Option<S<String>>,
+    maximum_message_size: Option<u64>,
+    maximum_recipients: Option<usize>,
+    #[serde(default)]
+    aliases: Vec<S<String>>,
+    command_timeout: Option<u64>,
+    data_timeout: Option<u64>,
+    maximum_sessions: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawMtaSend {
+    server: Vec<S<String>>,
+    mail_from: S<String>,
+    return_receipt_to: Option<S<String>>,
+    subject: Option<String>,
+    retry_initial: Option<u64>,
+    retry_maximum: Option<u64>,
+    give_up_after: Option<u64>,
+    connect_timeout: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawOnrampPeer {
+    name: String,
+    destination_pattern: S<String>,
+    session_target: S<String>,
+    #[serde(default)]
+    preference: u32,
+    dsn: Option<Vec<S<String>>>,
+    #[serde(default)]
+    mdn: bool,
+    message_type: Option<S<String>>,
+    image_encoding: Option<S<String>>,
+    image_resolution: Option<S<String>>,
+    dithering: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawOfframpPeer {
+    name: String,
+    destination_pattern: S<String>,
+    session_target: S<String>,
+    #[serde(default)]
+    preference: u32,
+    image_encoding: Option<S<String>>,
+    image_resolution: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawBackend {
+    name: String,
+    #[serde(rename = "type")]
+    kind: S<String>,
+    path: Option<S<String>>,
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    simulate_line: bool,
+    result_wait: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPaths {
+    spool: Option<String>,
+    journal: Option<String>,
+    incoming: Option<String>,
+}
+
+// ---------------------------------------------------------------- validated
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// File it was read from (for messages); `None` for the embedded default.
+    pub source: Option<PathBuf>,
+    /// FQDN used in the SMTP greeting, Message-IDs and `Reporting-MTA`.
+    pub hostname: String,
+    /// Mail domain of this gateway's addresses (`FAX=+number@domain`, the return address).
+    pub domain: String,
+    pub mta_receive: MtaReceive,
+    pub mta_send: MtaSend,
+    pub onramp_peers: Vec<OnrampPeer>,
+    pub offramp_peers: Vec<OfframpPeer>,
+    pub backends: Vec<Backend>,
+    /// Spool directory (offramp messages, outgoing mail queue).
+    pub spool: PathBuf,
+    /// Journal file (JSON lines).
+    pub journal: PathBuf,
+    /// Watched directory where a fax-receive hook drops received faxes (`*.job` + pages).
+    pub incoming: PathBuf,
+}
+
+/// `mta-receive`: the offramp's SMTP listener.
+#[derive(Debug, Clone)]
+pub struct MtaReceive {
+    /// Listen address; default `127.0.0.1:2525`.
+    pub listen: SocketAddr,
+    /// SIZE limit in bytes; default 10 MiB.
+    pub maximum_message_size: u64,
+    /// Recipients per transaction; default 100 (RFC 5321 §4.5.3.1.8 minimum).
+    pub maximum_recipients: usize,
+    /// Further domains accepted as the gateway's own (Cisco `mta receive aliases`).
+    pub aliases: Vec<String>,
+    /// Command timeout; default 300 s (RFC 5321 §4.5.3.2.7).
+    pub command_timeout: Duration,
+    /// DATA block timeout; default 180 s (RFC 5321 §4.5.3.2.6).
+    pub data_timeout: Duration,
+    /// Concurrent sessions; default 100.
+    pub maximum_sessions: usize,
+}
+
+/// `mta-send`: outgoing mail (onramp mail and DSNs) to the smarthost(s).
+#[derive(Debug, Clone)]
+pub struct MtaSend {
+    /// Smarthosts tried in order, `host:port`.
+    pub servers: Vec<String>,
+    /// Envelope sender of onramp mail: the gateway's return address for DSNs.
+    pub mail_from: String,
+    /// `Disposition-Notification-To` address for peers with `mdn: true`; default `mail_from`.
+    pub return_receipt_to: String,
+    /// Subject template; `$d$` = DNIS, `$s$` = ANI, `$t$` = TSI.
+    pub subject: String,
+    /// First retry delay; default 5 s, doubled per attempt.
+    pub retry_initial: Duration,
+    /// Largest retry delay; default 600 s.
+    pub retry_maximum: Duration,
+    /// Give up (job failed) after this long; default 5 days (RFC 5321 §4.5.4.1: 4–5 days).
+    pub give_up_after: Duration,
+    /// Connect and command timeout; default 30 s.
+    pub connect_timeout: Duration,
+}
+
+/// Outer MIME type of onramp mail (RFC 3965 §3 vs. plain `multipart/mixed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    /// `multipart/fax-message` (RFC 3965 full mode / Cisco default).
+    FaxMessage,
+    /// `multipart/mixed`.
+    Mixed,
+}
+
+/// Which DSNs an onramp peer asks for (RFC 3461 §4.1 NOTIFY); all false = `NEVER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DsnRequest {
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+}
+
+/// An onramp dial peer: DNIS pattern → mail recipient.
+#[derive(Debug, Clone)]
+pub struct OnrampPeer {
+    pub name: String,
+    /// Matched against the DNIS (called number).
+    pub destination_pattern: DestinationPattern,
+    /// `mailto:` template with `$d$` (DNIS) and `$s$` (ANI), without the `mailto:`.
+    pub mailto: String,
+    pub preference: u32,
+    pub dsn: DsnRequest,
+    pub mdn: bool,
+    pub message_type: MessageType,
+    pub encoding: Encoding,
+    pub resolution: Resolution,
+    pub bilevel: Bilevel,
+}
+
+/// An offramp dial peer: fax number pattern → fax backend.
+#[derive(Debug, Clone)]
+pub struct OfframpPeer {
+    pub name: String,
+    /// Matched against the RFC 3192 number (with its leading `+`).
+    pub destination_pattern: DestinationPattern,
+    /// Backend name, or `reject` to refuse the number (`550 5.7.1`).
+    pub target: OfframpTarget,
+    pub preference: u32,
+    pub encoding: Encoding,
+    pub resolution: Resolution,
+}
+
+/// Where an offramp peer sends its faxes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OfframpTarget {
+    /// A configured fax backend, by name.
+    Backend(String),
+    /// Refuse the number at RCPT (blocked premium or international patterns).
+    Reject,
+}
+
+/// A fax-output backend.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub name: String,
+    pub kind: BackendKind,
+}
+
+/// The kinds of fax-output backend.
+#[derive(Debug, Clone)]
+pub enum BackendKind {
+    /// Outbox directory: `JOBID.tif` + `JOBID.json`, result files `JOBID.result` written back.
+    SpoolDirectory {
+        path: PathBuf,
+        /// Act as the fax line ourselves and confirm each fax (the demo's simulated line).
+        simulate_line: bool,
+        /// How long to wait for a result file before reporting `relayed`; 0 = do not wait.
+        result_wait: Duration,
+    },
+    /// External command (`sendfax`-style); `$number$`, `$file$`, `$job$` are substituted.
+    /// Exit 0 = sent, 75 (EX_TEMPFAIL) = retry later, other = failed.
+    Command { argv: Vec<String> },
+}
+
+/// One configuration error, located in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.key, self.message)
+    }
+}
+
+/// All errors found in one file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Read and validate a file. Errors: unreadable file (line 0), YAML syntax, unknown or
+    /// misspelt keys, wrong types, bad patterns/addresses/templates, dangling backend names.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: name.clone(),
+                line: 0,
+                column: 0,
+                key: "-".into(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut config = Config::parse(&text, &name, &base)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Validate YAML text; `file` names it in errors, `base` anchors relative paths.
+    pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| ConfigErrors(vec![yaml_error(&e, text, file)]))?;
+        let mut v = Validator { file, errors: Vec::new() };
+        let config = v.config(raw, base);
+        if v.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(v.errors))
+        }
+    }
+
+    /// The onramp peer for a DNIS (most specific pattern, then preference).
+    pub fn onramp_peer(&self, dnis: &str) -> Option<&OnrampPeer> {
+        dial_peer::select(&self.onramp_peers, dnis, |p| (&p.destination_pattern, p.preference))
+    }
+
+    /// The offramp peer for an RFC 3192 number such as `+12025551234`.
+    pub fn offramp_peer(&self, number: &str) -> Option<&OfframpPeer> {
+        dial_peer::select(&self.offramp_peers, number, |p| (&p.destination_pattern, p.preference))
+    }
+
+    /// A backend by name.
+    pub fn backend(&self, name: &str) -> Option<&Backend> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+
+    /// True when `domain` is this gateway's domain or one of its aliases (ASCII case-insensitive).
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        domain.eq_ignore_ascii_case(&self.domain)
+            || self.mta_receive.aliases.iter().any(|a| a.eq_ignore_ascii_case(domain))
+    }
+}
+
+/// Turn a serde-saphyr error into a located error; the key is the one the error names, or
+/// the mapping key on the error's line.
+fn yaml_error(e: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
+    let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    let plain = e.without_snippet().to_string();
+    let message = plain.lines().next().unwrap_or("invalid YAML").to_string();
+    let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+    let key = match e {
+        serde_saphyr::Error::SerdeUnknownField { field, .. } => field.clone(),
+        serde_saphyr::Error::SerdeMissingField { field, .. } => field.to_string(),
+        _ => key_on_line(text, line).unwrap_or_else(|| "-".into()),
+    };
+    ConfigError { file: file.to_string(), line, column, key, message }
+}
+
+/// The mapping key written on 1-based `line`, if any (`  - name: x` → `name`).
+fn key_on_line(text: &str, line: u64) -> Option<String> {
+    let l = text.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let l = l.trim_start().trim_start_matches("- ");
+    let (k, _) = l.split_once(':')?;
+    let k = k.trim();
+    (!k.is_empty() && !k.contains(' ')).then(|| k.to_string())
+}
+
+struct Validator<'a> {
+    file: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, at: &Location, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line: at.line(),
+            column: at.column(),
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn config(&mut self, raw: RawConfig, base: &Path) -> Config {
+        let domain = raw.gateway.domain.value.trim().to_ascii_lowercase();
+        if domain.is_empty() || domain.contains('@') || domain.contains(' ') {
+            self.err(&raw.gateway.domain.referenced, "domain", "must be a mail domain such as gw.example.com");
+        }
+        let hostname = raw.gateway.hostname.value.trim().to_string();
+        if hostname.is_empty() || hostname.contains(' ') {
+            self.err(&raw.gateway.hostname.referenced, "hostname", "must be a host name");
+        }
+        let mta_receive = self.mta_receive(raw.mta_receive);
+        let mta_send = self.mta_send(raw.mta_send);
+        let backends: Vec<Backend> = raw.fax_backends.into_iter().filter_map(|b| self.backend(b, base)).collect();
+        let onramp_peers = raw.onramp_dial_peers.into_iter().filter_map(|p| self.onramp_peer(p)).collect();
+        let offramp_peers: Vec<OfframpPeer> =
+            raw.offramp_dial_peers.into_iter().filter_map(|p| self.offramp_peer(p, &backends)).collect();
+        let paths = raw.paths.unwrap_or(RawPaths { spool: None, journal: None, incoming: None });
+        let resolve = |p: Option<String>, default: &str| base.join(p.unwrap_or_else(|| default.to_string()));
+        Config {
+            source: None,
+            hostname,
+            domain,
+            mta_receive,
+            mta_send,
+            onramp_peers,
+            offramp_peers,
+            backends,
+            spool: resolve(paths.spool, "spool"),
+            journal: resolve(paths.journal, "journal.jsonl"),
+            incoming: resolve(paths.incoming, "incoming"),
+        }
+    }
+
+    fn mta_receive(&mut self, raw: Option<RawMtaReceive>) -> MtaReceive {
+        let mut r = MtaReceive {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2525)),
+            maximum_message_size: 10 * 1024 * 1024,
+            maximum_recipients: 100,
+            aliases: Vec::new(),
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(180),
+            maximum_sessions: 100,
+        };
+        let Some(raw) = raw else { return r };
+        if let Some(listen) = raw.listen {
+            match listen.value.parse() {
+                Ok(a) => r.listen = a,
+                Err(_) => self.err(&listen.referenced, "listen", "must be IP:PORT, e.g. 127.0.0.1:2525"),
+            }
+        }
+        r.maximum_message_size = raw.maximum_message_size.unwrap_or(r.maximum_message_size);
+        r.maximum_recipients = raw.maximum_recipients.unwrap_or(r.maximum_recipients);
+        r.aliases = raw.aliases.into_iter().map(|a| a.value.to_ascii_lowercase()).collect();
+        r.command_timeout = raw.command_timeout.map(Duration::from_secs).unwrap_or(r.command_timeout);
+        r.data_timeout = raw.data_timeout.map(Duration::from_secs).unwrap_or(r.data_timeout);
+        r.maximum_sessions = raw.maximum_sessions.unwrap_or(r.maximum_sessions);
+        r
+    }
+
+    fn mta_send(&mut self, raw: RawMtaSend) -> MtaSend {
+        if raw.server.is_empty() {
+            self.err(&raw.mail_from.referenced, "server", "at least one smarthost is needed");
+        }
+        let mut servers = Vec::new();
+        for s in raw.server {
+            let v = s.value.trim().to_string();
+            if v.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                self.err(&s.referenced, "server", "must be HOST:PORT, e.g. 127.0.0.1:25");
+            }
+            servers.push(v);
+        }
+        let mail_from = raw.mail_from.value.trim().to_string();
+        if !is_addr(&mail_from) {
+            self.err(&raw.mail_from.referenced, "mail-from", "must be an address local@domain");
+        }
+        let return_receipt_to = match raw.return_receipt_to {
+            Some(r) => {
+                if !is_addr(r.value.trim()) {
+                    self.err(&r.referenced, "return-receipt-to", "must be an address local@domain");
+                }
+                r.value.trim().to_string()
+            }
+            None => mail_from.clone(),
+        };
+        MtaSend {
+            servers,
+            mail_from,
+            return_receipt_to,
+            subject: raw.subject.unwrap_or_else(|| "Incoming Fax[DNIS=$d$][ANI=$s$]".into()),
+            retry_initial: Duration::from_secs(raw.retry_initial.unwrap_or(5)),
+            retry_maximum: Duration::from_secs(raw.retry_maximum.unwrap_or(600)),
+            give_up_after: Duration::from_secs(raw.give_up_after.unwrap_or(5 * 86400)),
+            connect_timeout: Duration::from_secs(raw.connect_timeout.unwrap_or(30)),
+        }
+    }
+
+    fn pattern(&mut self, raw: &S<String>) -> Option<DestinationPattern> {
+        match DestinationPattern::parse(raw.value.trim()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.err(&raw.referenced, "destination-pattern", format!("`{}`: {e}", raw.value));
+                None
+            }
+        }
+    }
+
+    fn encoding(&mut self, raw: Option<S<String>>) -> Encoding {
+        let Some(raw) = raw else { return Encoding::Mh };
+        match raw.value.as_str() {
+            "mh" => Encoding::Mh,
+            "mr" => Encoding::Mr,
+            "mmr" => Encoding::Mmr,
+            other => {
+                self.err(&raw.referenced, "image-encoding", format!("`{other}`: expected mh, mr or mmr"));
+                Encoding::Mh
+            }
+        }
+    }
+
+    fn resolution(&mut self, raw: Option<S<String>>) -> Resolution {
+        let Some(raw) = raw else { return Resolution::Fine };
+        match raw.value.as_str() {
+            "standard" => Resolution::Standard,
+            "fine" => Resolution::Fine,
+            "superfine" => Resolution::Superfine,
+            "passthrough" => Resolution::Passthrough,
+            other => {
+                self.err(
+                    &raw.referenced,
+                    "image-resolution",
+                    format!("`{other}`: expected standard, fine, superfine or passthrough"),
+                );
+                Resolution::Fine
+            }
+        }
+    }
+
+    fn onramp_peer(&mut self, raw: RawOnrampPeer) -> Option<OnrampPeer> {
+        let pattern = self.pattern(&raw.destination_pattern);
+        let target = raw.session_target.value.trim();
+        let mailto = match target.strip_prefix("mailto:") {
+            Some(t) if t.contains('@') => Some(t.to_string()),
+            _ => {
+                self.err(
+                    &raw.session_target.referenced,
+                    "session-target",
+                    format!("`{target}`: expected mailto:LOCAL@DOMAIN (with $d$ for the DNIS)"),
+                );
+                None
+            }
+        };
+        let mut dsn = DsnRequest { success: true, failure: true, delay: true };
+        if let Some(list) = raw.dsn {
+            dsn = DsnRequest::default();
+            for item in list {
+                match item.value.to_ascii_lowercase().as_str() {
+                    "success" => dsn.success = true,
+                    "failure" => dsn.failure = true,
+                    "delay" => dsn.delay = true,
+                    "never" => {}
+                    other => self.err(
+                        &item.referenced,
+                        "dsn",
+                        format!("`{other}`: expected success, failure, delay or never"),
+                    ),
+                }
+            }
+        }
+        let message_type = match raw.message_type {
+            None => MessageType::FaxMessage,
+            Some(m) => match m.value.as_str() {
+                "fax-message" => MessageType::FaxMessage,
+                "mixed" => MessageType::Mixed,
+                other => {
+                    self.err(&m.referenced, "message-type", format!("`{other}`: expected fax-message or mixed"));
+                    MessageType::FaxMessage
+                }
+            },
+        };
+        let bilevel = match raw.dithering {
+            None => Bilevel::FloydSteinberg,
+            Some(d) => match d.value.as_str() {
+                "floyd-steinberg" => Bilevel::FloydSteinberg,
+                "threshold" => Bilevel::Threshold(128),
+                other => {
+                    self.err(&d.referenced, "dithering", format!("`{other}`: expected floyd-steinberg or threshold"));
+                    Bilevel::FloydSteinberg
+                }
+            },
+        };
+        let encoding = self.encoding(raw.image_encoding);
+        let resolution = self.resolution(raw.image_resolution);
+        Some(OnrampPeer {
+            name: raw.name,
+            destination_pattern: pattern?,
+            mailto: mailto?,
+            preference: raw.preference,
+            dsn,
+            mdn: raw.mdn,
+            message_type,
+            encoding,
+            resolution,
+            bilevel,
+        })
+    }
+
+    fn offramp_peer(&mut self, raw: RawOfframpPeer, backends: &[Backend]) -> Option<OfframpPeer> {
+        let pattern = self.pattern(&raw.destination_pattern);
+        let t = raw.session_target.value.trim();
+        let target = if t == "reject" {
+            Some(OfframpTarget::Reject)
+        } else if backends.iter().any(|b| b.name == t) {
+            Some(OfframpTarget::Backend(t.to_string()))
+        } else {
+            self.err(
+                &raw.session_target.referenced,
+                "session-target",
+                format!("`{t}`: no fax backend of that name (or `reject`)"),
+            );
+            None
+        };
+        let encoding = self.encoding(raw.image_encoding);
+        let resolution = self.resolution(raw.image_resolution);
+        Some(OfframpPeer {
+            name: raw.name,
+            destination_pattern: pattern?,
+            target: target?,
+            preference: raw.preference,
+            encoding,
+            resolution,
+        })
+    }
+
+    fn backend(&mut self, raw: RawBackend, base: &Path) -> Option<Backend> {
+        let kind = match raw.kind.value.as_str() {
+            "spool-directory" => match raw.path {
+                Some(p) => BackendKind::SpoolDirectory {
+                    path: base.join(p.value),
+                    simulate_line: raw.simulate_line,
+                    result_wait: Duration::from_secs(raw.result_wait.unwrap_or(0)),
+                },
+                None => {
+                    self.err(&raw.kind.referenced, "path", "a spool-directory backend needs `path`");
+                    return None;
+                }
+            },
+            "command" => match raw.command {
+                Some(argv) if !argv.is_empty() => BackendKind::Command { argv },
+                _ => {
+                    self.err(&raw.kind.referenced, "command", "a command backend needs `command: [program, args...]`");
+                    return None;
+                }
+            },
+            other => {
+                self.err(&raw.kind.referenced, "type", format!("`{other}`: expected spool-directory or command"));
+                return None;
+            }
+        };
+        Some(Backend { name: raw.name, kind })
+    }
+}
+
+fn is_addr(s: &str) -> bool {
+    match s.rsplit_once('@') {
+        Some((l, d)) => !l.is_empty() && !d.is_empty() && !s.contains(' ') && !s.contains('<'),
+        None => false,
+    }
+}
+
+/// Expand a Cisco `mailto:` template: `$d$` = DNIS, `$s$` = ANI.
+pub fn expand_template(template: &str, dnis: &str, ani: &str, tsi: &str) -> String {
+    template.replace("$d$", dnis).replace("$s$", ani).replace("$t$", tsi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let c = Config::parse(SHIPPED_CONFIG, "gateway.yaml", Path::new("")).unwrap();
+        assert_eq!(c.mta_receive.listen.to_string(), "127.0.0.1:2525");
+        let peer = c.onramp_peer("12025551234").unwrap();
+        assert!(peer.mailto.starts_with("FAX=+$d$@"));
+        assert!(c.offramp_peer("+12025551234").is_some());
+    }
+
+    #[test]
+    fn misspelt_key_names_line_and_key() {
+        let bad = SHIPPED_CONFIG.replacen("destination-pattern:", "destination-patern:", 1);
+        let errs = Config::parse(&bad, "g.yaml", Path::new("")).unwrap_err();
+        let e = &errs.0[0];
+        assert_eq!(e.key, "destination-patern");
+        let line = bad.lines().position(|l| l.contains("destination-patern")).unwrap() as u64 + 1;
+        assert_eq!(e.line, line, "{e}");
+    }
+
+    #[test]
+    fn bad_pattern_names_line_and_key() {
+        let bad = SHIPPED_CONFIG.replacen("destination-pattern: \"T\"", "destination-pattern: \"55[12\"", 1);
+        assert_ne!(bad, SHIPPED_CONFIG);
+        let errs = Config::parse(&bad, "g.yaml", Path::new("")).unwrap_err();
+        let e = &errs.0[0];
+        assert_eq!(e.key, "destination-pattern");
+        let line = bad.lines().position(|l| l.contains("55[12")).unwrap() as u64 + 1;
+        assert_eq!(e.line, line, "{e}");
+    }
+}
