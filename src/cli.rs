@@ -1,4 +1,383 @@
-//! (in progress)
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The command line of INTERFACE.md. Exit codes: 0 success, 1 failure (with the reason on
+//! stderr), 2 usage errors (clap's, and nothing else).
+
+use crate::config::Config;
+use crate::gateway::{Gateway, Shared};
+use crate::jobs::{self, JobRow};
+use crate::journal::{self, Event};
+use crate::onramp::ReceivedFax;
+use crate::spool::Spool;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// t37gw: a T.37 store-and-forward fax gateway (onramp fax→mail, offramp mail→fax, DSN/MDN tracking).
+#[derive(Debug, Parser)]
+#[command(name = "t37gw", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run onramp, offramp and receipt tracker until SIGINT/SIGTERM.
+    Serve {
+        /// Configuration file.
+        #[arg(long, default_value = "gateway.yaml")]
+        config: PathBuf,
+        /// Listen address (overrides mta-receive.listen).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Spool directory (overrides paths.spool).
+        #[arg(long)]
+        spool: Option<PathBuf>,
+    },
+    /// Run the whole loop on the shipped configuration and the sample faxes; print the job table.
+    Demo {
+        /// Directory for the demo's config, spool, journal and outbox (default: a new temporary one).
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+    },
+    /// Onramp commands.
+    Onramp {
+        #[command(subcommand)]
+        command: OnrampCommand,
+    },
+    /// The job table derived from the journal.
+    Jobs {
+        #[command(subcommand)]
+        command: Option<JobsCommand>,
+        #[arg(long, default_value = "gateway.yaml")]
+        config: PathBuf,
+        /// One JSON object per job, per line.
+        #[arg(long)]
+        json: bool,
+        /// Only jobs in this state (queued, sent, delivered, failed, faxed, …).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only jobs with an event in this past duration (e.g. 30m, 1h, 2d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only jobs of this dial peer.
+        #[arg(long)]
+        peer: Option<String>,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OnrampCommand {
+    /// Turn one received fax (page files) into an onramp job; prints the job id.
+    Submit {
+        #[arg(long, default_value = "gateway.yaml")]
+        config: PathBuf,
+        /// Called number (selects the onramp dial peer).
+        #[arg(long)]
+        dnis: String,
+        /// Calling number.
+        #[arg(long)]
+        ani: String,
+        /// Transmitting subscriber identification reported by the fax modem.
+        #[arg(long)]
+        tsi: Option<String>,
+        /// Page files: multi-page G3/G4 TIFF, PNG, PBM, JPEG.
+        #[arg(required = true)]
+        pages: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// One job's timeline.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file; errors as FILE:LINE:COL: KEY: message.
+    Check {
+        #[arg(default_value = "gateway.yaml")]
+        file: PathBuf,
+    },
+}
+
+/// Entry point for the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("t37gw: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Run one command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            spool,
+        } => {
+            let mut cfg = load_config(&config)?;
+            if let Some(l) = listen {
+                cfg.mta_receive.listen = l;
+            }
+            if let Some(s) = spool {
+                cfg.spool = s;
+            }
+            runtime()?.block_on(serve(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { workdir } => runtime()?.block_on(crate::demo::run(workdir)),
+        Command::Onramp {
+            command:
+                OnrampCommand::Submit {
+                    config,
+                    dnis,
+                    ani,
+                    tsi,
+                    pages,
+                },
+        } => {
+            let cfg = load_config(&config)?;
+            let mut bytes = Vec::new();
+            for p in &pages {
+                bytes.push(std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?);
+            }
+            let spool = Spool::open(&cfg.spool)?;
+            let journal = journal::Journal::open(&cfg.journal)?;
+            let fax = ReceivedFax {
+                dnis,
+                ani,
+                tsi,
+                pages: bytes,
+            };
+            let job = crate::onramp::submit(&cfg, &spool, &|ev: Event| journal.append(&ev), &fax)?;
+            println!("{job}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs {
+            command: Some(JobsCommand::Show { id, json }),
+            config,
+            ..
+        } => {
+            let cfg = load_config(&config)?;
+            show_job(&journal::read_events(&cfg.journal)?, &id, json)
+        }
+        Command::Jobs {
+            command: None,
+            config,
+            json,
+            state,
+            since,
+            peer,
+        } => {
+            let cfg = load_config(&config)?;
+            let events = journal::read_events(&cfg.journal)?;
+            let cutoff = match since {
+                Some(s) => Some(Utc::now() - parse_duration(&s)?),
+                None => None,
+            };
+            let rows: Vec<JobRow> = jobs::table(&events)
+                .into_iter()
+                .filter(|r| state.as_ref().is_none_or(|s| &r.state == s))
+                .filter(|r| peer.as_ref().is_none_or(|p| r.peer.as_ref() == Some(p)))
+                .filter(|r| cutoff.is_none_or(|c| r.last_time >= c))
+                .collect();
+            if json {
+                for r in &rows {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else {
+                print!("{}", format_table(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match Config::load(&file) {
+            Ok(c) => {
+                println!(
+                    "{}: valid ({} onramp and {} offramp dial peers, {} fax backends)",
+                    file.display(),
+                    c.onramp_peers.len(),
+                    c.offramp_peers.len(),
+                    c.backends.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
+}
+
+/// `30s`, `15m`, `1h`, `2d`, `1w`.
+fn parse_duration(s: &str) -> anyhow::Result<chrono::Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("bad duration {s:?}: expected e.g. 30m, 1h, 2d"))?;
+    let secs = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        "w" => 7 * 86400,
+        _ => anyhow::bail!("bad duration unit in {s:?}: use s, m, h, d or w"),
+    };
+    Ok(chrono::Duration::seconds(n.saturating_mul(secs)))
+}
+
+/// The job table as text: one row per job.
+pub fn format_table(rows: &[JobRow]) -> String {
+    let mut lines = vec![[
+        "JOB".to_string(),
+        "DIR".into(),
+        "PEER".into(),
+        "PAGES".into(),
+        "RECIPIENT".into(),
+        "STATE".into(),
+        "LAST EVENT".into(),
+        "TIME (UTC)".into(),
+    ]];
+    for r in rows {
+        let state = match &r.disposition {
+            Some(d) => format!("{} ({d})", r.state),
+            None => r.state.clone(),
+        };
+        lines.push([
+            r.id.clone(),
+            r.direction.clone(),
+            r.peer.clone().unwrap_or_else(|| "-".into()),
+            r.pages.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            r.recipient.clone().unwrap_or_else(|| "-".into()),
+            state,
+            r.last_event.clone(),
+            r.last_time.format("%Y-%m-%d %H:%M:%S").to_string(),
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for l in &lines {
+        for (w, c) in widths.iter_mut().zip(l.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for l in &lines {
+        let cells: Vec<String> = l
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn show_job(events: &[Event], id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let mine: Vec<&Event> = events.iter().filter(|e| e.job == id).collect();
+    if mine.is_empty() {
+        eprintln!("t37gw: no job {id} in the journal");
+        return Ok(ExitCode::FAILURE);
+    }
+    for ev in mine {
+        if json {
+            println!("{}", ev.to_line());
+        } else {
+            let details: Vec<String> = ev
+                .details
+                .iter()
+                .map(|(k, v)| match v.as_str() {
+                    Some(s) => format!("{k}={s}"),
+                    None => format!("{k}={v}"),
+                })
+                .collect();
+            println!(
+                "{}  {:<18} {}",
+                fmt_time(ev.time),
+                ev.event,
+                details.join("  ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fmt_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let gw = Gateway::start(cfg, None).await?;
+    eprintln!(
+        "t37gw: listening on {} (SIGINT/SIGTERM to stop)",
+        gw.local_addr
+    );
+    wait_for_signal().await;
+    gw.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Used by the demo: the shared state of a running gateway.
+pub fn job_rows(shared: &Shared) -> Vec<JobRow> {
+    jobs::table(&journal::read_events(&shared.config.journal).unwrap_or_default())
 }

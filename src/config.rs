@@ -276,7 +276,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.key, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.line, self.column, self.key, self.message
+        )
     }
 }
 
@@ -320,8 +324,12 @@ impl Config {
 
     /// Validate YAML text; `file` names it in errors, `base` anchors relative paths.
     pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
-        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| ConfigErrors(vec![yaml_error(&e, text, file)]))?;
-        let mut v = Validator { file, errors: Vec::new() };
+        let raw: RawConfig = serde_saphyr::from_str(text)
+            .map_err(|e| ConfigErrors(vec![yaml_error(&e, text, file)]))?;
+        let mut v = Validator {
+            file,
+            errors: Vec::new(),
+        };
         let config = v.config(raw, base);
         if v.errors.is_empty() {
             Ok(config)
@@ -332,12 +340,16 @@ impl Config {
 
     /// The onramp peer for a DNIS (most specific pattern, then preference).
     pub fn onramp_peer(&self, dnis: &str) -> Option<&OnrampPeer> {
-        dial_peer::select(&self.onramp_peers, dnis, |p| (&p.destination_pattern, p.preference))
+        dial_peer::select(&self.onramp_peers, dnis, |p| {
+            (&p.destination_pattern, p.preference)
+        })
     }
 
     /// The offramp peer for an RFC 3192 number such as `+12025551234`.
     pub fn offramp_peer(&self, number: &str) -> Option<&OfframpPeer> {
-        dial_peer::select(&self.offramp_peers, number, |p| (&p.destination_pattern, p.preference))
+        dial_peer::select(&self.offramp_peers, number, |p| {
+            (&p.destination_pattern, p.preference)
+        })
     }
 
     /// A backend by name.
@@ -348,28 +360,47 @@ impl Config {
     /// True when `domain` is this gateway's domain or one of its aliases (ASCII case-insensitive).
     pub fn is_local_domain(&self, domain: &str) -> bool {
         domain.eq_ignore_ascii_case(&self.domain)
-            || self.mta_receive.aliases.iter().any(|a| a.eq_ignore_ascii_case(domain))
+            || self
+                .mta_receive
+                .aliases
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(domain))
     }
 }
 
 /// Turn a serde-saphyr error into a located error; the key is the one the error names, or
 /// the mapping key on the error's line.
 fn yaml_error(e: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
-    let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
     let plain = e.without_snippet().to_string();
     let message = plain.lines().next().unwrap_or("invalid YAML").to_string();
-    let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_string();
     let key = match e {
         serde_saphyr::Error::SerdeUnknownField { field, .. } => field.clone(),
         serde_saphyr::Error::SerdeMissingField { field, .. } => field.to_string(),
         _ => key_on_line(text, line).unwrap_or_else(|| "-".into()),
     };
-    ConfigError { file: file.to_string(), line, column, key, message }
+    ConfigError {
+        file: file.to_string(),
+        line,
+        column,
+        key,
+        message,
+    }
 }
 
 /// The mapping key written on 1-based `line`, if any (`  - name: x` → `name`).
 fn key_on_line(text: &str, line: u64) -> Option<String> {
-    let l = text.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let l = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
     let l = l.trim_start().trim_start_matches("- ");
     let (k, _) = l.split_once(':')?;
     let k = k.trim();
@@ -395,20 +426,44 @@ impl Validator<'_> {
     fn config(&mut self, raw: RawConfig, base: &Path) -> Config {
         let domain = raw.gateway.domain.value.trim().to_ascii_lowercase();
         if domain.is_empty() || domain.contains('@') || domain.contains(' ') {
-            self.err(&raw.gateway.domain.referenced, "domain", "must be a mail domain such as gw.example.com");
+            self.err(
+                &raw.gateway.domain.referenced,
+                "domain",
+                "must be a mail domain such as gw.example.com",
+            );
         }
         let hostname = raw.gateway.hostname.value.trim().to_string();
         if hostname.is_empty() || hostname.contains(' ') {
-            self.err(&raw.gateway.hostname.referenced, "hostname", "must be a host name");
+            self.err(
+                &raw.gateway.hostname.referenced,
+                "hostname",
+                "must be a host name",
+            );
         }
         let mta_receive = self.mta_receive(raw.mta_receive);
         let mta_send = self.mta_send(raw.mta_send);
-        let backends: Vec<Backend> = raw.fax_backends.into_iter().filter_map(|b| self.backend(b, base)).collect();
-        let onramp_peers = raw.onramp_dial_peers.into_iter().filter_map(|p| self.onramp_peer(p)).collect();
-        let offramp_peers: Vec<OfframpPeer> =
-            raw.offramp_dial_peers.into_iter().filter_map(|p| self.offramp_peer(p, &backends)).collect();
-        let paths = raw.paths.unwrap_or(RawPaths { spool: None, journal: None, incoming: None });
-        let resolve = |p: Option<String>, default: &str| base.join(p.unwrap_or_else(|| default.to_string()));
+        let backends: Vec<Backend> = raw
+            .fax_backends
+            .into_iter()
+            .filter_map(|b| self.backend(b, base))
+            .collect();
+        let onramp_peers = raw
+            .onramp_dial_peers
+            .into_iter()
+            .filter_map(|p| self.onramp_peer(p))
+            .collect();
+        let offramp_peers: Vec<OfframpPeer> = raw
+            .offramp_dial_peers
+            .into_iter()
+            .filter_map(|p| self.offramp_peer(p, &backends))
+            .collect();
+        let paths = raw.paths.unwrap_or(RawPaths {
+            spool: None,
+            journal: None,
+            incoming: None,
+        });
+        let resolve =
+            |p: Option<String>, default: &str| base.join(p.unwrap_or_else(|| default.to_string()));
         Config {
             source: None,
             hostname,
@@ -438,38 +493,71 @@ impl Validator<'_> {
         if let Some(listen) = raw.listen {
             match listen.value.parse() {
                 Ok(a) => r.listen = a,
-                Err(_) => self.err(&listen.referenced, "listen", "must be IP:PORT, e.g. 127.0.0.1:2525"),
+                Err(_) => self.err(
+                    &listen.referenced,
+                    "listen",
+                    "must be IP:PORT, e.g. 127.0.0.1:2525",
+                ),
             }
         }
         r.maximum_message_size = raw.maximum_message_size.unwrap_or(r.maximum_message_size);
         r.maximum_recipients = raw.maximum_recipients.unwrap_or(r.maximum_recipients);
-        r.aliases = raw.aliases.into_iter().map(|a| a.value.to_ascii_lowercase()).collect();
-        r.command_timeout = raw.command_timeout.map(Duration::from_secs).unwrap_or(r.command_timeout);
-        r.data_timeout = raw.data_timeout.map(Duration::from_secs).unwrap_or(r.data_timeout);
+        r.aliases = raw
+            .aliases
+            .into_iter()
+            .map(|a| a.value.to_ascii_lowercase())
+            .collect();
+        r.command_timeout = raw
+            .command_timeout
+            .map(Duration::from_secs)
+            .unwrap_or(r.command_timeout);
+        r.data_timeout = raw
+            .data_timeout
+            .map(Duration::from_secs)
+            .unwrap_or(r.data_timeout);
         r.maximum_sessions = raw.maximum_sessions.unwrap_or(r.maximum_sessions);
         r
     }
 
     fn mta_send(&mut self, raw: RawMtaSend) -> MtaSend {
         if raw.server.is_empty() {
-            self.err(&raw.mail_from.referenced, "server", "at least one smarthost is needed");
+            self.err(
+                &raw.mail_from.referenced,
+                "server",
+                "at least one smarthost is needed",
+            );
         }
         let mut servers = Vec::new();
         for s in raw.server {
             let v = s.value.trim().to_string();
-            if v.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
-                self.err(&s.referenced, "server", "must be HOST:PORT, e.g. 127.0.0.1:25");
+            if v.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                self.err(
+                    &s.referenced,
+                    "server",
+                    "must be HOST:PORT, e.g. 127.0.0.1:25",
+                );
             }
             servers.push(v);
         }
         let mail_from = raw.mail_from.value.trim().to_string();
         if !is_addr(&mail_from) {
-            self.err(&raw.mail_from.referenced, "mail-from", "must be an address local@domain");
+            self.err(
+                &raw.mail_from.referenced,
+                "mail-from",
+                "must be an address local@domain",
+            );
         }
         let return_receipt_to = match raw.return_receipt_to {
             Some(r) => {
                 if !is_addr(r.value.trim()) {
-                    self.err(&r.referenced, "return-receipt-to", "must be an address local@domain");
+                    self.err(
+                        &r.referenced,
+                        "return-receipt-to",
+                        "must be an address local@domain",
+                    );
                 }
                 r.value.trim().to_string()
             }
@@ -479,7 +567,9 @@ impl Validator<'_> {
             servers,
             mail_from,
             return_receipt_to,
-            subject: raw.subject.unwrap_or_else(|| "Incoming Fax[DNIS=$d$][ANI=$s$]".into()),
+            subject: raw
+                .subject
+                .unwrap_or_else(|| "Incoming Fax[DNIS=$d$][ANI=$s$]".into()),
             retry_initial: Duration::from_secs(raw.retry_initial.unwrap_or(5)),
             retry_maximum: Duration::from_secs(raw.retry_maximum.unwrap_or(600)),
             give_up_after: Duration::from_secs(raw.give_up_after.unwrap_or(5 * 86400)),
@@ -491,7 +581,11 @@ impl Validator<'_> {
         match DestinationPattern::parse(raw.value.trim()) {
             Ok(p) => Some(p),
             Err(e) => {
-                self.err(&raw.referenced, "destination-pattern", format!("`{}`: {e}", raw.value));
+                self.err(
+                    &raw.referenced,
+                    "destination-pattern",
+                    format!("`{}`: {e}", raw.value),
+                );
                 None
             }
         }
@@ -504,14 +598,20 @@ impl Validator<'_> {
             "mr" => Encoding::Mr,
             "mmr" => Encoding::Mmr,
             other => {
-                self.err(&raw.referenced, "image-encoding", format!("`{other}`: expected mh, mr or mmr"));
+                self.err(
+                    &raw.referenced,
+                    "image-encoding",
+                    format!("`{other}`: expected mh, mr or mmr"),
+                );
                 Encoding::Mh
             }
         }
     }
 
     fn resolution(&mut self, raw: Option<S<String>>) -> Resolution {
-        let Some(raw) = raw else { return Resolution::Fine };
+        let Some(raw) = raw else {
+            return Resolution::Fine;
+        };
         match raw.value.as_str() {
             "standard" => Resolution::Standard,
             "fine" => Resolution::Fine,
@@ -542,7 +642,11 @@ impl Validator<'_> {
                 None
             }
         };
-        let mut dsn = DsnRequest { success: true, failure: true, delay: true };
+        let mut dsn = DsnRequest {
+            success: true,
+            failure: true,
+            delay: true,
+        };
         if let Some(list) = raw.dsn {
             dsn = DsnRequest::default();
             for item in list {
@@ -565,7 +669,11 @@ impl Validator<'_> {
                 "fax-message" => MessageType::FaxMessage,
                 "mixed" => MessageType::Mixed,
                 other => {
-                    self.err(&m.referenced, "message-type", format!("`{other}`: expected fax-message or mixed"));
+                    self.err(
+                        &m.referenced,
+                        "message-type",
+                        format!("`{other}`: expected fax-message or mixed"),
+                    );
                     MessageType::FaxMessage
                 }
             },
@@ -576,7 +684,11 @@ impl Validator<'_> {
                 "floyd-steinberg" => Bilevel::FloydSteinberg,
                 "threshold" => Bilevel::Threshold(128),
                 other => {
-                    self.err(&d.referenced, "dithering", format!("`{other}`: expected floyd-steinberg or threshold"));
+                    self.err(
+                        &d.referenced,
+                        "dithering",
+                        format!("`{other}`: expected floyd-steinberg or threshold"),
+                    );
                     Bilevel::FloydSteinberg
                 }
             },
@@ -633,23 +745,38 @@ impl Validator<'_> {
                     result_wait: Duration::from_secs(raw.result_wait.unwrap_or(0)),
                 },
                 None => {
-                    self.err(&raw.kind.referenced, "path", "a spool-directory backend needs `path`");
+                    self.err(
+                        &raw.kind.referenced,
+                        "path",
+                        "a spool-directory backend needs `path`",
+                    );
                     return None;
                 }
             },
             "command" => match raw.command {
                 Some(argv) if !argv.is_empty() => BackendKind::Command { argv },
                 _ => {
-                    self.err(&raw.kind.referenced, "command", "a command backend needs `command: [program, args...]`");
+                    self.err(
+                        &raw.kind.referenced,
+                        "command",
+                        "a command backend needs `command: [program, args...]`",
+                    );
                     return None;
                 }
             },
             other => {
-                self.err(&raw.kind.referenced, "type", format!("`{other}`: expected spool-directory or command"));
+                self.err(
+                    &raw.kind.referenced,
+                    "type",
+                    format!("`{other}`: expected spool-directory or command"),
+                );
                 return None;
             }
         };
-        Some(Backend { name: raw.name, kind })
+        Some(Backend {
+            name: raw.name,
+            kind,
+        })
     }
 }
 
@@ -662,7 +789,10 @@ fn is_addr(s: &str) -> bool {
 
 /// Expand a Cisco `mailto:` template: `$d$` = DNIS, `$s$` = ANI.
 pub fn expand_template(template: &str, dnis: &str, ani: &str, tsi: &str) -> String {
-    template.replace("$d$", dnis).replace("$s$", ani).replace("$t$", tsi)
+    template
+        .replace("$d$", dnis)
+        .replace("$s$", ani)
+        .replace("$t$", tsi)
 }
 
 #[cfg(test)]
@@ -684,13 +814,21 @@ mod tests {
         let errs = Config::parse(&bad, "g.yaml", Path::new("")).unwrap_err();
         let e = &errs.0[0];
         assert_eq!(e.key, "destination-patern");
-        let line = bad.lines().position(|l| l.contains("destination-patern")).unwrap() as u64 + 1;
+        let line = bad
+            .lines()
+            .position(|l| l.contains("destination-patern"))
+            .unwrap() as u64
+            + 1;
         assert_eq!(e.line, line, "{e}");
     }
 
     #[test]
     fn bad_pattern_names_line_and_key() {
-        let bad = SHIPPED_CONFIG.replacen("destination-pattern: \"T\"", "destination-pattern: \"55[12\"", 1);
+        let bad = SHIPPED_CONFIG.replacen(
+            "destination-pattern: \"T\"",
+            "destination-pattern: \"55[12\"",
+            1,
+        );
         assert_ne!(bad, SHIPPED_CONFIG);
         let errs = Config::parse(&bad, "g.yaml", Path::new("")).unwrap_err();
         let e = &errs.0[0];

@@ -1,1 +1,337 @@
-//! (in progress)
+//! Wires the parts together for `serve` and `demo`: the SMTP listener (offramp and
+//! receipts), the offramp worker, the outgoing mail queue, and the incoming-fax watcher.
+//! Each long-running task watches one shutdown channel.
+
+use crate::config::Config;
+use crate::jobs::JobIndex;
+use crate::journal::{Event, Journal};
+use crate::mailer::{self, SendOutcome};
+use crate::offramp::{self, OfframpBackend};
+use crate::onramp::{self, ReceivedFax};
+use crate::smtp::{self, ListenerConfig};
+use crate::spool::{OutKind, Spool};
+use chrono::Utc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+/// State shared by every task of a running gateway.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub spool: Spool,
+    journal: Journal,
+    index: Mutex<JobIndex>,
+    /// Journal bytes already folded into the index (other processes, such as
+    /// `t37gw onramp submit`, append to the same journal).
+    journal_offset: Mutex<u64>,
+    /// Wakes the offramp worker (a message was spooled).
+    pub offramp_wake: Notify,
+    /// Wakes the outgoing queue (a message was queued).
+    pub outq_wake: Notify,
+}
+
+impl Shared {
+    /// Open spool and journal of `config` and replay the journal into the index.
+    pub fn open(config: Config) -> std::io::Result<Shared> {
+        let spool = Spool::open(&config.spool)?;
+        let journal = Journal::open(&config.journal)?;
+        let shared = Shared {
+            index: Mutex::new(JobIndex::default()),
+            journal_offset: Mutex::new(0),
+            config,
+            spool,
+            journal,
+            offramp_wake: Notify::new(),
+            outq_wake: Notify::new(),
+        };
+        shared.sync_index()?;
+        Ok(shared)
+    }
+
+    /// Fold journal lines appended since the last call (by any process) into the index.
+    pub fn sync_index(&self) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut offset = self
+            .journal_offset
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut f = std::fs::File::open(&self.config.journal)?;
+        f.seek(SeekFrom::Start(*offset))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)?;
+        // Only complete lines: a line being written by another process is read next time.
+        let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
+            return Ok(());
+        };
+        let mut idx = self.index();
+        for line in buf[..end].split(|&b| b == b'\n') {
+            if let Some(ev) = std::str::from_utf8(line).ok().and_then(Event::from_line) {
+                idx.record(&ev);
+            }
+        }
+        *offset += end as u64 + 1;
+        Ok(())
+    }
+
+    /// Append an event (fsynced) and update the index.
+    pub fn record(&self, event: Event) -> std::io::Result<()> {
+        self.journal.append(&event)?;
+        self.index().record(&event);
+        tracing::info!(job = %event.job, event = %event.event, details = %serde_json::Value::Object(event.details.clone()), "journal");
+        Ok(())
+    }
+
+    /// Record, logging instead of failing (for paths where the spool state already holds the truth).
+    pub fn record_or_log(&self, event: Event) {
+        if let Err(e) = self.record(event) {
+            tracing::error!("journal append failed: {e}");
+        }
+    }
+
+    /// Lock the index.
+    pub fn index(&self) -> std::sync::MutexGuard<'_, JobIndex> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Submit a received fax as an onramp job (see [`onramp::submit`]) and wake the queue.
+    pub fn submit_fax(&self, fax: &ReceivedFax) -> Result<String, onramp::OnrampError> {
+        let job = onramp::submit(&self.config, &self.spool, &|ev| self.record(ev), fax)?;
+        self.outq_wake.notify_one();
+        Ok(job)
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+    /// Where the SMTP listener is bound.
+    pub local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Start every task. `listener`: an already bound socket (tests and the demo bind port
+    /// 0), or `None` to bind `mta-receive.listen`.
+    pub async fn start(config: Config, listener: Option<TcpListener>) -> std::io::Result<Gateway> {
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(config.mta_receive.listen).await?,
+        };
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::open(config)?);
+        let (tx, rx) = watch::channel(false);
+        let c = &shared.config;
+        let lcfg = Arc::new(ListenerConfig {
+            hostname: c.hostname.clone(),
+            max_message_size: usize::try_from(c.mta_receive.maximum_message_size)
+                .unwrap_or(usize::MAX),
+            max_recipients: c.mta_receive.maximum_recipients,
+            command_timeout: c.mta_receive.command_timeout,
+            data_timeout: c.mta_receive.data_timeout,
+            max_sessions: c.mta_receive.maximum_sessions,
+            ..ListenerConfig::default()
+        });
+        let backend = Arc::new(OfframpBackend::new(shared.clone()));
+        let mut tasks = Vec::new();
+        let srx = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = smtp::serve(listener, lcfg, backend, srx).await {
+                tracing::error!("SMTP listener stopped: {e}");
+            }
+        }));
+        tasks.push(tokio::spawn(offramp_loop(shared.clone(), rx.clone())));
+        tasks.push(tokio::spawn(outq_loop(shared.clone(), rx.clone())));
+        tasks.push(tokio::spawn(incoming_loop(shared.clone(), rx)));
+        tracing::info!(%local_addr, hostname = %shared.config.hostname, "gateway started");
+        Ok(Gateway {
+            shared,
+            local_addr,
+            shutdown: tx,
+            tasks,
+        })
+    }
+
+    /// Stop: the listener sends `421 4.3.2` to open sessions; workers finish their current
+    /// item. Everything accepted stays in the spool for the next start.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+        tracing::info!("gateway stopped");
+    }
+}
+
+async fn tick(shutdown: &mut watch::Receiver<bool>, wake: &Notify, period: Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.changed() => {}
+        _ = wake.notified() => {}
+        _ = tokio::time::sleep(period) => {}
+    }
+    !*shutdown.borrow()
+}
+
+async fn offramp_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match shared.spool.list_offramp() {
+            Ok(ids) => {
+                for id in ids {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                    offramp::process(&shared, &id).await;
+                }
+            }
+            Err(e) => tracing::error!("offramp spool unreadable: {e}"),
+        }
+        if !tick(&mut shutdown, &shared.offramp_wake, Duration::from_secs(1)).await {
+            return;
+        }
+    }
+}
+
+async fn outq_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = shared.sync_index() {
+            tracing::error!("journal unreadable: {e}");
+        }
+        match shared.spool.list_out() {
+            Ok(ids) => {
+                for id in ids {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                    send_one(&shared, &id).await;
+                }
+            }
+            Err(e) => tracing::error!("outgoing queue unreadable: {e}"),
+        }
+        if !tick(&mut shutdown, &shared.outq_wake, Duration::from_millis(500)).await {
+            return;
+        }
+    }
+}
+
+/// One delivery attempt of one outgoing item. Recipients that already got `250` (journal)
+/// are never sent again, even after a crash between the reply and the spool update.
+async fn send_one(shared: &Shared, id: &str) {
+    let (mut item, message) = match shared.spool.load_out(id) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(id, "outgoing item unreadable: {e}");
+            return;
+        }
+    };
+    if item.next_attempt > Utc::now() {
+        return;
+    }
+    {
+        let idx = shared.index();
+        item.rcpts.retain(|r| !idx.was_sent(&item.job, &r.address));
+    }
+    if item.rcpts.is_empty() {
+        let _ = shared.spool.remove_out(id);
+        return;
+    }
+    let cfg = &shared.config;
+    let (sent_ev, failed_ev, deferred_ev) = match item.kind {
+        OutKind::Onramp => ("mail_sent", "mail_failed", "mail_deferred"),
+        OutKind::Dsn => ("dsn_sent", "dsn_failed", "dsn_deferred"),
+    };
+    let outcome = mailer::send(&cfg.mta_send, &cfg.hostname, &item, &message).await;
+    let mut retry_reason = None;
+    match outcome {
+        SendOutcome::Sent {
+            accepted,
+            permanent,
+            transient,
+            reply,
+        } => {
+            for r in accepted {
+                // `mail_sent` carries the recipient the index uses to never send again.
+                shared.record_or_log(
+                    Event::new(&item.job, sent_ev)
+                        .with("recipient", r)
+                        .with("reply", reply.clone())
+                        .with("message_id", item.message_id.clone()),
+                );
+            }
+            for (r, why) in &permanent {
+                shared.record_or_log(
+                    Event::new(&item.job, failed_ev)
+                        .with("recipient", r.clone())
+                        .with("reason", why.clone()),
+                );
+            }
+            let keep: Vec<String> = transient.iter().map(|(r, _)| r.clone()).collect();
+            item.rcpts.retain(|r| keep.contains(&r.address));
+            if let Some((_, why)) = transient.first() {
+                retry_reason = Some(why.clone());
+            }
+        }
+        SendOutcome::Permanent(why) => {
+            for r in &item.rcpts {
+                shared.record_or_log(
+                    Event::new(&item.job, failed_ev)
+                        .with("recipient", r.address.clone())
+                        .with("reason", why.clone()),
+                );
+            }
+            item.rcpts.clear();
+        }
+        SendOutcome::Transient(why) => retry_reason = Some(why),
+    }
+    if item.rcpts.is_empty() {
+        if let Err(e) = shared.spool.remove_out(id) {
+            tracing::error!(id, "cannot remove sent item: {e}");
+        }
+        return;
+    }
+    let why = retry_reason.unwrap_or_else(|| "deferred".into());
+    item.attempts += 1;
+    let age = Utc::now() - item.created;
+    if age.to_std().unwrap_or_default() > cfg.mta_send.give_up_after {
+        for r in &item.rcpts {
+            shared.record_or_log(
+                Event::new(&item.job, failed_ev)
+                    .with("recipient", r.address.clone())
+                    .with(
+                        "reason",
+                        format!("gave up after {} attempts: {why}", item.attempts),
+                    ),
+            );
+        }
+        let _ = shared.spool.remove_out(id);
+        return;
+    }
+    let delay = cfg
+        .mta_send
+        .retry_initial
+        .saturating_mul(2u32.saturating_pow(item.attempts.saturating_sub(1).min(16)))
+        .min(cfg.mta_send.retry_maximum);
+    item.next_attempt = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    if let Err(e) = shared.spool.update_out(&item) {
+        tracing::error!(id, "cannot update queue item: {e}");
+    }
+    shared.record_or_log(
+        Event::new(&item.job, deferred_ev)
+            .with("reason", why)
+            .with("attempts", item.attempts)
+            .with("next_attempt", item.next_attempt.to_rfc3339()),
+    );
+}
+
+async fn incoming_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let never = Notify::new();
+    loop {
+        crate::onramp::scan_incoming(&shared);
+        if !tick(&mut shutdown, &never, Duration::from_secs(1)).await {
+            return;
+        }
+    }
+}

@@ -8,13 +8,19 @@ use chrono::Utc;
 const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
 fn random_token(len: usize) -> String {
-    (0..len).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
+    (0..len)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// A new job id: `PREFIX-YYYYMMDDHHMMSS-xxxxxx` (UTC time, 6 random base-36 characters).
 /// Prefix `ON` for onramp jobs, `OFF` for offramp jobs, `DSN` for reports we send.
 pub fn new_job_id(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", Utc::now().format("%Y%m%d%H%M%S"), random_token(6))
+    format!(
+        "{prefix}-{}-{}",
+        Utc::now().format("%Y%m%d%H%M%S"),
+        random_token(6)
+    )
 }
 
 /// A Message-ID `<JOBID.RANDOM@hostname>` (RFC 5322 §3.6.4), angle brackets included.
@@ -36,7 +42,9 @@ mod tests {
         let id = new_job_id("ON");
         assert!(is_job_id(&id), "{id}");
         // RFC 3461 §4: xtext encodes "+", "=", and chars outside 33..126; none occur.
-        assert!(id.bytes().all(|b| (33..=126).contains(&b) && b != b'+' && b != b'='));
+        assert!(id
+            .bytes()
+            .all(|b| (33..=126).contains(&b) && b != b'+' && b != b'='));
         assert!(message_id(&id, "gw.example.test").starts_with(&format!("<{id}.")));
     }
 }

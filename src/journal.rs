@@ -22,7 +22,12 @@ pub struct Event {
 impl Event {
     /// A new event for `job`, stamped now.
     pub fn new(job: &str, event: &str) -> Event {
-        Event { time: Utc::now(), job: job.to_string(), event: event.to_string(), details: Map::new() }
+        Event {
+            time: Utc::now(),
+            job: job.to_string(),
+            event: event.to_string(),
+            details: Map::new(),
+        }
     }
 
     /// Add a field (skipped when `value` is JSON null).
@@ -42,7 +47,12 @@ impl Event {
     /// The JSON line (without newline).
     pub fn to_line(&self) -> String {
         let mut m = Map::new();
-        m.insert("time".into(), self.time.to_rfc3339_opts(SecondsFormat::Millis, true).into());
+        m.insert(
+            "time".into(),
+            self.time
+                .to_rfc3339_opts(SecondsFormat::Millis, true)
+                .into(),
+        );
         m.insert("job".into(), self.job.clone().into());
         m.insert("event".into(), self.event.clone().into());
         for (k, v) in &self.details {
@@ -53,11 +63,18 @@ impl Event {
 
     /// Parse one line; `None` for a line that is not a journal event (e.g. a torn last line).
     pub fn from_line(line: &str) -> Option<Event> {
-        let Value::Object(mut m) = serde_json::from_str(line).ok()? else { return None };
+        let Value::Object(mut m) = serde_json::from_str(line).ok()? else {
+            return None;
+        };
         let time = m.remove("time")?.as_str()?.parse::<DateTime<Utc>>().ok()?;
         let job = m.remove("job")?.as_str()?.to_string();
         let event = m.remove("event")?.as_str()?.to_string();
-        Some(Event { time, job, event, details: m })
+        Some(Event {
+            time,
+            job,
+            event,
+            details: m,
+        })
     }
 }
 
@@ -77,7 +94,10 @@ impl Journal {
             }
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Journal { path: path.to_path_buf(), file: Mutex::new(file) })
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })
     }
 
     /// The file's path.
@@ -121,8 +141,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
         let j = Journal::open(&path).unwrap();
-        j.append(&Event::new("ON-1", "mail_sent").with("recipient", "a@b")).unwrap();
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"time\": \"20").unwrap();
+        j.append(&Event::new("ON-1", "mail_sent").with("recipient", "a@b"))
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"time\": \"20")
+            .unwrap();
         let evs = read_events(&path).unwrap();
         assert_eq!(evs.len(), 1);
         assert_eq!(evs[0].event, "mail_sent");

@@ -10,16 +10,20 @@
 //! - [`fax`]: fax-output backends (spool directory outbox, external command).
 //! - [`mailer`]: SMTP client to the smarthost(s) with RFC 3461 parameters (lettre).
 //! - [`receipts`]: DSN (RFC 3464) and MDN (RFC 8098) parsing and correlation to jobs.
+//! - [`jobs`]: job state derived by replaying the journal; the correlation index.
 //! - [`journal`]: append-only JSON-lines event log; job state is derived by replaying it.
 //! - [`ids`]: job ids and Message-IDs.
+//! - [`demo`]: `t37gw demo`, the whole loop on the shipped config and the sample faxes.
 //! - [`gateway`]: wires the parts together for `serve` and `demo`.
 //! - [`cli`]: the command line of INTERFACE.md.
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod fax;
 pub mod gateway;
 pub mod ids;
+pub mod jobs;
 pub mod journal;
 pub mod mailer;
 pub mod offramp;

@@ -1,1 +1,549 @@
-//! (in progress)
+//! Offramp (mail → fax) and the receipt tracker's intake: the SMTP listener's backend and the
+//! worker that turns spooled messages into faxes, DSNs and correlated reports.
+//!
+//! RCPT policy: `FAX=+number@domain` (RFC 3192 §3) where an offramp dial peer matches the
+//! number and does not `reject` it; the gateway's return address(es) and `postmaster`
+//! (RFC 5321 §4.5.1) for reports. Anything else is refused: other domains `550 5.7.1`
+//! (never an open relay), unknown local parts `550 5.1.1`. DATA: the message and its
+//! envelope are fsynced in the spool before `250` (INTERFACE.md "Delivery semantics").
+
+use crate::fax::{self, FaxJob, FaxOutcome};
+use crate::gateway::Shared;
+use crate::ids;
+use crate::journal::Event;
+use crate::receipts::{self, Correlation, DsnRecipient, OutgoingDsn, ReportKind};
+use crate::smtp::{Backend, Envelope, Recipient, Reply};
+use crate::spool::{OutItem, OutKind, OutRecipient};
+use crate::tiff_f::{self, Limits, WriteOptions};
+use chrono::Utc;
+use mail_parser::{MessageParser, MimeHeaders};
+use std::sync::Arc;
+
+/// What a recipient address is to this gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A fax number (RFC 3192 `FAX=` local part), with its leading `+`.
+    Fax(String),
+    /// The return address, postmaster: the message goes to the receipt tracker.
+    Reports,
+}
+
+/// Classify a recipient, or give the reply that refuses it.
+pub fn classify(shared: &Shared, address: &str) -> Result<Destination, Reply> {
+    let cfg = &shared.config;
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        if address.eq_ignore_ascii_case("postmaster") {
+            return Ok(Destination::Reports);
+        }
+        return Err(Reply::new(
+            550,
+            "5.1.3",
+            "Recipient address must be local@domain",
+        ));
+    };
+    if !cfg.is_local_domain(domain) {
+        return Err(Reply::new(550, "5.7.1", "Relaying denied"));
+    }
+    if local.eq_ignore_ascii_case("postmaster") {
+        return Ok(Destination::Reports);
+    }
+    let own = |a: &str| {
+        a.rsplit_once('@')
+            .is_some_and(|(l, d)| l == local && cfg.is_local_domain(d))
+    };
+    if own(&cfg.mta_send.mail_from) || own(&cfg.mta_send.return_receipt_to) {
+        return Ok(Destination::Reports);
+    }
+    let Some(number) = local
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case("FAX="))
+        .map(|_| &local[4..])
+    else {
+        return Err(Reply::new(550, "5.1.1", "No such recipient here"));
+    };
+    // RFC 3192 §3: fax-number = "+" digits, optionally followed by "/" qualifiers (T33S=…).
+    let number = number.split('/').next().unwrap_or("");
+    let digits = number.strip_prefix('+').unwrap_or("");
+    if digits.is_empty() || digits.len() > 32 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Reply::new(
+            550,
+            "5.1.3",
+            "Fax address must be FAX=+<digits>",
+        ));
+    }
+    match cfg.offramp_peer(number) {
+        Some(peer) if peer.target != crate::config::OfframpTarget::Reject => {
+            Ok(Destination::Fax(number.to_string()))
+        }
+        // RFC 3463 5.7.1: delivery not authorized. The same reply whether a peer rejects the
+        // number or none matches, so replies do not reveal which numbers exist.
+        _ => Err(Reply::new(550, "5.7.1", "Fax number not permitted")),
+    }
+}
+
+/// The SMTP listener's backend.
+pub struct OfframpBackend {
+    shared: Arc<Shared>,
+}
+
+impl OfframpBackend {
+    pub fn new(shared: Arc<Shared>) -> OfframpBackend {
+        OfframpBackend { shared }
+    }
+}
+
+impl Backend for OfframpBackend {
+    fn rcpt(&self, _envelope: &Envelope, rcpt: &Recipient) -> Result<(), Reply> {
+        classify(&self.shared, &rcpt.address).map(|_| ())
+    }
+
+    fn data(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> impl std::future::Future<Output = Reply> + Send {
+        let shared = self.shared.clone();
+        async move {
+            let id = ids::new_job_id("OFF");
+            let received = format!(
+                "Received: from {helo} ({addr})\r\n\tby {host} (t37gw) with ESMTP id {id};\r\n\t{date}\r\n",
+                helo = envelope.helo,
+                addr = envelope.client_addr,
+                host = shared.config.hostname,
+                date = Utc::now().to_rfc2822(),
+            );
+            let mut full = Vec::with_capacity(received.len() + message.len());
+            full.extend_from_slice(received.as_bytes());
+            full.extend_from_slice(&message);
+            let message_id = header_message_id(&full);
+            let s2 = shared.clone();
+            let (env2, id2) = (envelope.clone(), id.clone());
+            let stored =
+                tokio::task::spawn_blocking(move || s2.spool.put_offramp(&id2, &env2, &full)).await;
+            match stored {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(job = %id, "spool write failed: {e}");
+                    return if e.raw_os_error() == Some(28) {
+                        Reply::new(452, "4.3.1", "Insufficient system storage")
+                    } else {
+                        Reply::new(451, "4.3.0", "Local error in processing, try again later")
+                    };
+                }
+                Err(_) => {
+                    return Reply::new(451, "4.3.0", "Local error in processing, try again later")
+                }
+            }
+            shared.record_or_log(received_event(
+                &id,
+                &envelope,
+                message_id.as_deref(),
+                message.len(),
+            ));
+            shared.offramp_wake.notify_one();
+            Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+        }
+    }
+}
+
+fn received_event(id: &str, env: &Envelope, message_id: Option<&str>, size: usize) -> Event {
+    let rcpts: Vec<&str> = env.rcpts.iter().map(|r| r.address.as_str()).collect();
+    Event::new(id, "offramp_received")
+        .with("from", env.mail_from.clone())
+        .with("recipients", rcpts.join(", "))
+        .with("envid", env.envid.clone())
+        .with("message_id", message_id.map(str::to_string))
+        .with("client", env.client_addr.clone())
+        .with("bytes", size)
+}
+
+/// The Message-ID header value (with angle brackets), if present.
+fn header_message_id(message: &[u8]) -> Option<String> {
+    let parsed = MessageParser::new().parse_headers(message)?;
+    parsed.message_id().map(|m| format!("<{m}>"))
+}
+
+/// Process one spooled offramp message to the end: reports correlated, each fax recipient
+/// faxed (or failed), DSNs queued, the spool entry removed. Each step is journalled and
+/// skipped when the journal shows it done, so a restart at any point completes the job
+/// without a second fax.
+pub async fn process(shared: &Shared, id: &str) {
+    let (env, message) = match shared.spool.load_offramp(id) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(job = id, "spooled message unreadable: {e}");
+            return;
+        }
+    };
+    let message_id = header_message_id(&message);
+    if !shared.index().has(id, "offramp_received") {
+        shared.record_or_log(received_event(
+            id,
+            &env,
+            message_id.as_deref(),
+            message.len(),
+        ));
+    }
+    let mut faxes = Vec::new();
+    let mut reports = false;
+    for r in &env.rcpts {
+        match classify(shared, &r.address) {
+            Ok(Destination::Fax(n)) => faxes.push((r.clone(), n)),
+            Ok(Destination::Reports) => reports = true,
+            Err(_) => {}
+        }
+    }
+    if reports && !shared.index().has(id, "report_processed") {
+        ingest_report(shared, id, &message);
+    }
+    let mut finals: Vec<(Recipient, String, FaxOutcome)> = Vec::new();
+    let mut pending = false;
+    if !faxes.is_empty() {
+        let image = extract_fax(shared, &message);
+        for (i, (rcpt, number)) in faxes.iter().enumerate() {
+            let fax_id = if faxes.len() == 1 {
+                id.to_string()
+            } else {
+                format!("{id}-{}", i + 1)
+            };
+            match fax_one(
+                shared,
+                id,
+                &fax_id,
+                &env,
+                rcpt,
+                number,
+                message_id.as_deref(),
+                &image,
+            )
+            .await
+            {
+                Some(outcome) => finals.push((rcpt.clone(), number.clone(), outcome)),
+                None => pending = true,
+            }
+        }
+    }
+    if !finals.is_empty() && !shared.index().has(id, "dsn_queued") {
+        queue_dsn(shared, id, &env, &message, &finals);
+    }
+    if !pending {
+        if let Err(e) = shared.spool.remove_offramp(id) {
+            tracing::error!(job = id, "cannot remove finished message: {e}");
+        } else {
+            shared.record_or_log(Event::new(id, "offramp_completed"));
+        }
+    }
+}
+
+/// The fax image of a message: every `image/tiff` part (or part whose bytes are a TIFF),
+/// normalised into one TIFF-F. Errors carry the RFC 3463 status for the DSN.
+type FaxImage = Result<(Vec<u8>, usize), (String, String)>;
+
+fn extract_fax(shared: &Shared, message: &[u8]) -> FaxImage {
+    let parsed = MessageParser::new()
+        .parse(message)
+        .ok_or(("5.6.0".to_string(), "message is not MIME".to_string()))?;
+    let mut tiffs: Vec<&[u8]> = Vec::new();
+    for part in parsed.parts.iter() {
+        let body = part.contents();
+        let is_tiff_type = part.content_type().is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case("image")
+                && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("tiff"))
+        });
+        let magic = body.starts_with(b"II*\0") || body.starts_with(b"MM\0*");
+        if (is_tiff_type || magic) && !body.is_empty() {
+            tiffs.push(body);
+        }
+    }
+    if tiffs.is_empty() {
+        return Err((
+            "5.6.1".into(),
+            "no image/tiff part: this gateway faxes TIFF-F attachments".into(),
+        ));
+    }
+    let _ = shared;
+    let opts = WriteOptions::default();
+    match tiff_f::convert(&tiffs, &opts, &Limits::default()) {
+        Ok(t) => Ok((t.bytes, t.pages)),
+        Err(e) => Err((
+            e.enhanced_status().to_string(),
+            format!("TIFF attachment: {e}"),
+        )),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fax_one(
+    shared: &Shared,
+    id: &str,
+    fax_id: &str,
+    env: &Envelope,
+    rcpt: &Recipient,
+    number: &str,
+    message_id: Option<&str>,
+    image: &FaxImage,
+) -> Option<FaxOutcome> {
+    let record = |name: &str, o: &FaxOutcome, peer: &str, pages: usize| {
+        let (status, reason) = match o {
+            FaxOutcome::Delivered(r) | FaxOutcome::Relayed(r) => ("2.0.0".to_string(), r.clone()),
+            FaxOutcome::Retry(r) => ("4.4.0".to_string(), r.clone()),
+            FaxOutcome::Failed { status, reason } => (status.clone(), reason.clone()),
+        };
+        shared.record_or_log(
+            Event::new(id, name)
+                .with("recipient", rcpt.address.clone())
+                .with("number", number.to_string())
+                .with("fax", fax_id.to_string())
+                .with("peer", peer.to_string())
+                .with("pages", pages)
+                .with("status", status)
+                .with("reason", reason)
+                .with("message_id", message_id.map(str::to_string)),
+        );
+    };
+    // Already done before a restart? Rebuild the outcome from the journal's verdict.
+    if let Some(ev) = shared.index().fax_final(fax_id) {
+        let reason = ev.str("reason").unwrap_or_default().to_string();
+        return Some(match ev.event.as_str() {
+            "fax_delivered" => FaxOutcome::Delivered(reason),
+            "fax_relayed" => FaxOutcome::Relayed(reason),
+            _ => FaxOutcome::Failed {
+                status: ev.str("status").unwrap_or("5.0.0").to_string(),
+                reason,
+            },
+        });
+    }
+    if let Some(mid) = message_id {
+        if let Some(other) = shared
+            .index()
+            .already_faxed(mid, number)
+            .map(str::to_string)
+        {
+            if other != id {
+                shared.record_or_log(
+                    Event::new(id, "offramp_duplicate")
+                        .with("recipient", rcpt.address.clone())
+                        .with(
+                            "reason",
+                            format!("{mid} was already faxed to {number} by {other}"),
+                        ),
+                );
+                return Some(FaxOutcome::Relayed(format!("duplicate of {other}")));
+            }
+        }
+    }
+    let cfg = &shared.config;
+    let Some(peer) = cfg.offramp_peer(number) else {
+        let o = FaxOutcome::Failed {
+            status: "5.7.1".into(),
+            reason: "fax number not permitted".into(),
+        };
+        record("fax_failed", &o, "-", 0);
+        return Some(o);
+    };
+    let (tiff, pages) = match image {
+        Ok(x) => x,
+        Err((status, reason)) => {
+            let o = FaxOutcome::Failed {
+                status: status.clone(),
+                reason: reason.clone(),
+            };
+            record("fax_failed", &o, &peer.name, 0);
+            return Some(o);
+        }
+    };
+    let crate::config::OfframpTarget::Backend(bname) = &peer.target else {
+        let o = FaxOutcome::Failed {
+            status: "5.7.1".into(),
+            reason: "fax number not permitted".into(),
+        };
+        record("fax_failed", &o, &peer.name, 0);
+        return Some(o);
+    };
+    let Some(backend) = cfg.backend(bname) else {
+        let o = FaxOutcome::Retry(format!("backend {bname} not configured"));
+        record("fax_deferred", &o, &peer.name, *pages);
+        return None;
+    };
+    let job = FaxJob {
+        job: fax_id.to_string(),
+        offramp_job: id.to_string(),
+        number: number.to_string(),
+        pages: *pages,
+        sender: env.mail_from.clone(),
+        message_id: message_id.map(str::to_string),
+        peer: peer.name.clone(),
+    };
+    let outcome = fax::send(backend, &job, tiff).await;
+    let name = match &outcome {
+        FaxOutcome::Delivered(_) => "fax_delivered",
+        FaxOutcome::Relayed(_) => "fax_relayed",
+        FaxOutcome::Failed { .. } => "fax_failed",
+        FaxOutcome::Retry(_) => "fax_deferred",
+    };
+    record(name, &outcome, &peer.name, *pages);
+    match outcome {
+        FaxOutcome::Retry(_) => None,
+        o => Some(o),
+    }
+}
+
+/// Queue the DSN for the final outcomes, as NOTIFY asks (RFC 3461 §4.1: absent NOTIFY means
+/// failure and delay only; NEVER none) and never for `MAIL FROM:<>` (RFC 3461 §6.1).
+fn queue_dsn(
+    shared: &Shared,
+    id: &str,
+    env: &Envelope,
+    message: &[u8],
+    finals: &[(Recipient, String, FaxOutcome)],
+) {
+    if env.mail_from.is_empty() {
+        return;
+    }
+    let cfg = &shared.config;
+    let mut recipients = Vec::new();
+    for (rcpt, _number, outcome) in finals {
+        let notify = rcpt.notify;
+        let (action, status, diag) = match outcome {
+            FaxOutcome::Delivered(r) => ("delivered", "2.0.0".to_string(), r.clone()),
+            FaxOutcome::Relayed(r) => ("relayed", "2.0.0".to_string(), r.clone()),
+            FaxOutcome::Failed { status, reason } => ("failed", status.clone(), reason.clone()),
+            FaxOutcome::Retry(r) => ("delayed", "4.4.0".to_string(), r.clone()),
+        };
+        let wanted = match (notify, action) {
+            (None, "failed" | "delayed") => true,
+            (None, _) => false,
+            (Some(n), "failed") => n.failure,
+            (Some(n), "delayed") => n.delay,
+            (Some(n), _) => n.success,
+        };
+        if !wanted {
+            continue;
+        }
+        recipients.push(DsnRecipient {
+            original_recipient: rcpt.orcpt.clone(),
+            final_recipient: rcpt.address.clone(),
+            action: action.to_string(),
+            status,
+            diagnostic_code: (!diag.is_empty()).then(|| format!("X-T37gw; {diag}")),
+        });
+    }
+    if recipients.is_empty() {
+        return;
+    }
+    let dsn_id = ids::new_job_id("DSN");
+    let message_id = ids::message_id(&dsn_id, &cfg.hostname);
+    let actions: Vec<String> = recipients.iter().map(|r| r.action.clone()).collect();
+    let human = format!(
+        "This is the fax gateway {host}.\r\n\r\nYour message {mid} was processed with this result:\r\n{lines}",
+        host = cfg.hostname,
+        mid = header_message_id(message).unwrap_or_default(),
+        lines = recipients
+            .iter()
+            .map(|r| format!("  {}: {} ({}) {}\r\n", r.final_recipient, r.action, r.status, r.diagnostic_code.clone().unwrap_or_default()))
+            .collect::<String>(),
+    );
+    let dsn = OutgoingDsn {
+        reporting_mta: cfg.hostname.clone(),
+        from: format!("MAILER-DAEMON@{}", cfg.domain),
+        to: env.mail_from.clone(),
+        envid: env.envid.clone(),
+        arrival_date: Utc::now(),
+        recipients,
+        original: message.to_vec(),
+        return_full: env.ret == Some(crate::smtp::Ret::Full),
+        message_id: message_id.clone(),
+        human_text: human,
+    };
+    let bytes = receipts::build_dsn(&dsn);
+    let item = OutItem {
+        id: dsn_id.clone(),
+        job: id.to_string(),
+        kind: OutKind::Dsn,
+        mail_from: String::new(),
+        ret: None,
+        envid: None,
+        rcpts: vec![OutRecipient {
+            address: env.mail_from.clone(),
+            notify: None,
+            orcpt: None,
+        }],
+        message_id,
+        created: Utc::now(),
+        attempts: 0,
+        next_attempt: Utc::now(),
+    };
+    match shared.spool.put_out(&item, &bytes) {
+        Ok(()) => {
+            shared.record_or_log(
+                Event::new(id, "dsn_queued")
+                    .with("to", env.mail_from.clone())
+                    .with("actions", actions.join(","))
+                    .with("dsn", dsn_id),
+            );
+            shared.outq_wake.notify_one();
+        }
+        Err(e) => tracing::error!(job = id, "cannot queue DSN: {e}"),
+    }
+}
+
+/// Parse a message sent to the return address as a DSN/MDN, correlate it, and journal one
+/// event per recipient block under the matched job (or `report_orphaned`).
+fn ingest_report(shared: &Shared, id: &str, message: &[u8]) {
+    let report = receipts::parse(message);
+    if let Err(e) = shared.sync_index() {
+        tracing::error!("journal unreadable: {e}");
+    }
+    let correlation = {
+        let idx = shared.index();
+        receipts::correlate(&report, &*idx)
+    };
+    match correlation {
+        Correlation::Job { job, matched_by } => {
+            let via = serde_json::to_value(matched_by).unwrap_or_default();
+            match report.kind {
+                ReportKind::Mdn => {
+                    let d = report.disposition.clone().unwrap_or_default();
+                    let rcpt = report.recipients.first().cloned().unwrap_or_default();
+                    shared.record_or_log(
+                        Event::new(&job, "mdn_received")
+                            .with(
+                                "recipient",
+                                rcpt.original_recipient.or(rcpt.final_recipient),
+                            )
+                            .with("disposition", d.kind)
+                            .with("action_mode", d.action_mode)
+                            .with("sending_mode", d.sending_mode)
+                            .with("matched_by", via.clone())
+                            .with("report", id.to_string()),
+                    );
+                }
+                _ => {
+                    for r in &report.recipients {
+                        shared.record_or_log(
+                            Event::new(&job, "dsn_received")
+                                .with(
+                                    "recipient",
+                                    r.original_recipient.clone().or(r.final_recipient.clone()),
+                                )
+                                .with("final_recipient", r.final_recipient.clone())
+                                .with("action", r.action.clone())
+                                .with("status", r.status.clone())
+                                .with("diagnostic_code", r.diagnostic_code.clone())
+                                .with("reporting_mta", report.reporting_mta.clone())
+                                .with("matched_by", via.clone())
+                                .with("report", id.to_string()),
+                        );
+                    }
+                }
+            }
+        }
+        Correlation::Orphan { reason } => {
+            shared.record_or_log(Event::new(id, "report_orphaned").with("reason", reason));
+        }
+        Correlation::NotAReport { reason } => {
+            shared.record_or_log(Event::new(id, "report_ignored").with("reason", reason));
+        }
+    }
+    shared.record_or_log(Event::new(id, "report_processed"));
+}

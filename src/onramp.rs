@@ -1,1 +1,288 @@
-//! (in progress)
+//! Onramp (fax → mail): received pages → one TIFF-F file (RFC 3949) → an RFC 3965 message
+//! (`image/tiff; application=faxbw`, outer `multipart/fax-message` or `multipart/mixed`)
+//! → the outgoing queue, with `RET=HDRS ENVID=<job id>` (RFC 3461 §4.3, §4.4) and per
+//! recipient `NOTIFY=… ORCPT=rfc822;…` (§4.1, §4.2), and `Disposition-Notification-To`
+//! (RFC 8098 §2.1) when the dial peer asks for an MDN.
+
+use crate::config::{self, Config, MessageType, OnrampPeer};
+use crate::ids;
+use crate::journal::Event;
+use crate::smtp::{Notify, Ret};
+use crate::spool::{OutItem, OutKind, OutRecipient, Spool};
+use crate::tiff_f::{self, ImageError, Limits, WriteOptions};
+use chrono::Utc;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::message_id::MessageId;
+use mail_builder::headers::raw::Raw;
+use mail_builder::mime::{BodyPart, MimePart};
+use mail_builder::MessageBuilder;
+use thiserror::Error;
+
+/// One received fax as the fax modem host hands it over.
+#[derive(Debug, Clone)]
+pub struct ReceivedFax {
+    /// Called number (DNIS), digits with an optional leading `+`.
+    pub dnis: String,
+    /// Calling number (ANI), digits with an optional leading `+`; may be empty.
+    pub ani: String,
+    /// Transmitting subscriber identification (T.30 TSI), if the modem reported one.
+    pub tsi: Option<String>,
+    /// Page files, each a whole file's bytes (multi-page TIFF, PNG, PBM, JPEG, …).
+    pub pages: Vec<Vec<u8>>,
+}
+
+/// Why a fax could not become an onramp job.
+#[derive(Debug, Error)]
+pub enum OnrampError {
+    #[error("bad {0}: {1}")]
+    BadNumber(&'static str, String),
+    #[error("no onramp dial peer matches DNIS {0}")]
+    NoDialPeer(String),
+    #[error("no pages given")]
+    NoPages,
+    #[error("page image: {0}")]
+    Image(#[from] ImageError),
+    #[error("spool: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn is_number(s: &str, allow_empty: bool) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    (allow_empty && s.is_empty())
+        || (!digits.is_empty()
+            && digits.len() <= 32
+            && digits
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#'))
+}
+
+/// Turn a received fax into a queued onramp job; returns the job id. The job is durable
+/// (spooled and journalled as `onramp_submitted`) when this returns.
+///
+/// `record` appends the `onramp_submitted` event to the journal (fsynced) after the job is
+/// spooled.
+pub fn submit(
+    cfg: &Config,
+    spool: &Spool,
+    record: &dyn Fn(Event) -> std::io::Result<()>,
+    fax: &ReceivedFax,
+) -> Result<String, OnrampError> {
+    if !is_number(&fax.dnis, false) {
+        return Err(OnrampError::BadNumber("DNIS", fax.dnis.clone()));
+    }
+    if !is_number(&fax.ani, true) {
+        return Err(OnrampError::BadNumber("ANI", fax.ani.clone()));
+    }
+    if fax.pages.is_empty() {
+        return Err(OnrampError::NoPages);
+    }
+    let peer = cfg
+        .onramp_peer(&fax.dnis)
+        .ok_or_else(|| OnrampError::NoDialPeer(fax.dnis.clone()))?;
+    let opts = WriteOptions {
+        encoding: peer.encoding,
+        resolution: peer.resolution,
+        bilevel: peer.bilevel,
+        ..WriteOptions::default()
+    };
+    let inputs: Vec<&[u8]> = fax.pages.iter().map(Vec::as_slice).collect();
+    let tiff = tiff_f::convert(&inputs, &opts, &Limits::default())?;
+    let job = ids::new_job_id("ON");
+    let message_id = ids::message_id(&job, &cfg.hostname);
+    let dnis_digits = fax.dnis.trim_start_matches('+');
+    let ani_digits = fax.ani.trim_start_matches('+');
+    let tsi = fax.tsi.clone().unwrap_or_default();
+    let recipient = config::expand_template(&peer.mailto, dnis_digits, ani_digits, &tsi);
+    let message = build_message(
+        cfg,
+        peer,
+        fax,
+        &recipient,
+        &message_id,
+        &tiff.bytes,
+        tiff.pages,
+    )?;
+    let notify = Notify {
+        success: peer.dsn.success,
+        failure: peer.dsn.failure,
+        delay: peer.dsn.delay,
+    };
+    let item = OutItem {
+        id: job.clone(),
+        job: job.clone(),
+        kind: OutKind::Onramp,
+        mail_from: cfg.mta_send.mail_from.clone(),
+        ret: Some(Ret::Hdrs),
+        envid: Some(job.clone()),
+        rcpts: vec![OutRecipient {
+            address: recipient.clone(),
+            notify: Some(notify),
+            orcpt: Some(format!("rfc822;{recipient}")),
+        }],
+        message_id: message_id.clone(),
+        created: Utc::now(),
+        attempts: 0,
+        next_attempt: Utc::now(),
+    };
+    spool.put_out(&item, &message)?;
+    record(
+        Event::new(&job, "onramp_submitted")
+            .with("dnis", fax.dnis.clone())
+            .with("ani", fax.ani.clone())
+            .with("tsi", fax.tsi.clone())
+            .with("peer", peer.name.clone())
+            .with("pages", tiff.pages)
+            .with("recipient", recipient)
+            .with("message_id", message_id)
+            .with("bytes", message.len()),
+    )?;
+    Ok(job)
+}
+
+/// Build the RFC 3965 message: a text part describing the fax and the TIFF-F part,
+/// `image/tiff; application=faxbw` in base64, under `multipart/fax-message` or
+/// `multipart/mixed`. Subject follows the Cisco form `Incoming Fax[DNIS=…][ANI=…]`.
+pub fn build_message(
+    cfg: &Config,
+    peer: &OnrampPeer,
+    fax: &ReceivedFax,
+    recipient: &str,
+    message_id: &str,
+    tiff: &[u8],
+    pages: usize,
+) -> std::io::Result<Vec<u8>> {
+    let dnis = fax.dnis.trim_start_matches('+');
+    let ani = fax.ani.trim_start_matches('+');
+    let tsi = fax.tsi.clone().unwrap_or_default();
+    let subject = config::expand_template(&cfg.mta_send.subject, dnis, ani, &tsi);
+    let from_addr = if ani.is_empty() {
+        cfg.mta_send.mail_from.clone()
+    } else {
+        format!("FAX=+{ani}@{}", cfg.domain)
+    };
+    let from_name = if tsi.trim().is_empty() {
+        fax.ani.clone()
+    } else {
+        tsi.trim().to_string()
+    };
+    let text = format!(
+        "Fax received by {host}\r\nFrom: {ani} {tsi}\r\nTo: {dnis}\r\nPages: {pages}\r\nDial peer: {peer}\r\n",
+        host = cfg.hostname,
+        ani = if fax.ani.is_empty() { "(unknown)" } else { &fax.ani },
+        tsi = if tsi.is_empty() { String::new() } else { format!("(TSI {tsi})") },
+        peer = peer.name,
+    );
+    let outer = match peer.message_type {
+        MessageType::FaxMessage => "multipart/fax-message",
+        MessageType::Mixed => "multipart/mixed",
+    };
+    let image = MimePart::new(
+        ContentType::new("image/tiff").attribute("application", "faxbw"),
+        BodyPart::Binary(tiff.into()),
+    )
+    .attachment("fax.tif")
+    .transfer_encoding("base64");
+    let body = MimePart::new(
+        ContentType::new(outer),
+        BodyPart::Multipart(vec![
+            MimePart::new("text/plain", BodyPart::Text(text.into())),
+            image,
+        ]),
+    );
+    let mut builder = MessageBuilder::new()
+        .from(Address::new_address(Some(from_name), from_addr))
+        .to(Address::new_address(None::<&str>, recipient.to_string()))
+        .subject(subject)
+        .message_id(MessageId::new(
+            message_id
+                .trim_matches(|c| c == '<' || c == '>')
+                .to_string(),
+        ))
+        .header(
+            "X-Mailer",
+            Raw::new(concat!("t37gw ", env!("CARGO_PKG_VERSION"))),
+        )
+        .body(body);
+    if peer.mdn {
+        builder = builder.header(
+            "Disposition-Notification-To",
+            Address::new_address(None::<&str>, cfg.mta_send.return_receipt_to.clone()),
+        );
+    }
+    builder.write_to_vec()
+}
+
+/// A job file dropped into the incoming directory by a fax-receive hook (YAML or JSON):
+/// `dnis`, `ani`, optional `tsi`, and `pages`: file names relative to the job file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingJob {
+    pub dnis: String,
+    #[serde(default)]
+    pub ani: String,
+    pub tsi: Option<String>,
+    pub pages: Vec<String>,
+}
+
+/// Pick up `*.job` files in the incoming directory: each becomes an onramp job and is removed
+/// with its pages; a bad one is moved to `incoming/failed/` with a `.error` file beside it.
+pub fn scan_incoming(shared: &crate::gateway::Shared) {
+    let dir = &shared.config.incoming;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut jobs: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "job"))
+        .collect();
+    jobs.sort();
+    for path in jobs {
+        let result = (|| -> Result<(String, Vec<std::path::PathBuf>), String> {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read: {e}"))?;
+            let job: IncomingJob =
+                serde_saphyr::from_str(&text).map_err(|e| format!("bad job file: {e}"))?;
+            let mut files = Vec::new();
+            let mut pages = Vec::new();
+            for p in &job.pages {
+                if p.contains("..") || p.starts_with('/') {
+                    return Err(format!(
+                        "page path {p:?} must be a plain name beside the job file"
+                    ));
+                }
+                let f = dir.join(p);
+                pages.push(std::fs::read(&f).map_err(|e| format!("page {p}: {e}"))?);
+                files.push(f);
+            }
+            let fax = ReceivedFax {
+                dnis: job.dnis,
+                ani: job.ani,
+                tsi: job.tsi,
+                pages,
+            };
+            let id = shared.submit_fax(&fax).map_err(|e| e.to_string())?;
+            Ok((id, files))
+        })();
+        match result {
+            Ok((id, files)) => {
+                tracing::info!(job = %id, file = %path.display(), "incoming fax picked up");
+                for f in files {
+                    let _ = std::fs::remove_file(f);
+                }
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(why) => {
+                tracing::warn!(file = %path.display(), "incoming fax refused: {why}");
+                let failed = dir.join("failed");
+                let _ = std::fs::create_dir_all(&failed);
+                if let Some(name) = path.file_name() {
+                    let _ = std::fs::rename(&path, failed.join(name));
+                    let _ = std::fs::write(
+                        failed.join(format!("{}.error", name.to_string_lossy())),
+                        why,
+                    );
+                }
+            }
+        }
+    }
+}

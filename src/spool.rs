@@ -83,7 +83,9 @@ impl Spool {
         for sub in ["offramp", "outq"] {
             fs::create_dir_all(root.join(sub))?;
         }
-        Ok(Spool { root: root.to_path_buf() })
+        Ok(Spool {
+            root: root.to_path_buf(),
+        })
     }
 
     fn dir(&self, sub: &str) -> PathBuf {
@@ -94,7 +96,11 @@ impl Spool {
     pub fn put_offramp(&self, id: &str, envelope: &Envelope, message: &[u8]) -> io::Result<()> {
         let dir = self.dir("offramp");
         write_durable(&dir, &format!("{id}.eml"), message)?;
-        write_durable(&dir, &format!("{id}.json"), &serde_json::to_vec_pretty(envelope)?)
+        write_durable(
+            &dir,
+            &format!("{id}.json"),
+            &serde_json::to_vec_pretty(envelope)?,
+        )
     }
 
     /// Committed offramp ids, oldest first (by name: ids start with a timestamp).
@@ -123,7 +129,11 @@ impl Spool {
 
     /// Rewrite an outgoing item's envelope (retry state, remaining recipients).
     pub fn update_out(&self, item: &OutItem) -> io::Result<()> {
-        write_durable(&self.dir("outq"), &format!("{}.json", item.id), &serde_json::to_vec_pretty(item)?)
+        write_durable(
+            &self.dir("outq"),
+            &format!("{}.json", item.id),
+            &serde_json::to_vec_pretty(item)?,
+        )
     }
 
     /// Committed outgoing ids.
@@ -178,8 +188,13 @@ mod tests {
     fn uncommitted_message_is_not_listed() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        let env = Envelope { mail_from: "a@b".into(), ..Default::default() };
-        spool.put_offramp("OFF-1", &env, b"Subject: x\r\n\r\nhi\r\n").unwrap();
+        let env = Envelope {
+            mail_from: "a@b".into(),
+            ..Default::default()
+        };
+        spool
+            .put_offramp("OFF-1", &env, b"Subject: x\r\n\r\nhi\r\n")
+            .unwrap();
         fs::write(dir.path().join("offramp/OFF-2.eml"), b"half").unwrap();
         assert_eq!(spool.list_offramp().unwrap(), vec!["OFF-1"]);
         let (e, m) = spool.load_offramp("OFF-1").unwrap();

@@ -53,7 +53,10 @@ impl DestinationPattern {
     /// Compile a pattern. Errors: empty pattern, an unknown character, an unclosed or empty
     /// `[...]`, a bad range, `T` anywhere but last, `+` anywhere but first.
     pub fn parse(pattern: &str) -> Result<DestinationPattern, PatternError> {
-        let err = |position: usize, message: &str| PatternError { position, message: message.to_string() };
+        let err = |position: usize, message: &str| PatternError {
+            position,
+            message: message.to_string(),
+        };
         let chars: Vec<char> = pattern.chars().collect();
         if chars.is_empty() {
             return Err(err(0, "empty destination-pattern"));
@@ -69,7 +72,12 @@ impl DestinationPattern {
             match c {
                 '0'..='9' | '*' | '#' => atoms.push(Atom::Literal(c)),
                 '+' if i == 0 => atoms.push(Atom::Literal('+')),
-                '+' => return Err(err(i, "`+` is only allowed as the first character (E.164 prefix)")),
+                '+' => {
+                    return Err(err(
+                        i,
+                        "`+` is only allowed as the first character (E.164 prefix)",
+                    ))
+                }
                 '.' => atoms.push(Atom::AnyDigit),
                 'T' | 't' => {
                     if i + 1 != chars.len() {
@@ -90,7 +98,11 @@ impl DestinationPattern {
             }
             i += 1;
         }
-        Ok(DestinationPattern { source: pattern.to_string(), atoms, open_ended })
+        Ok(DestinationPattern {
+            source: pattern.to_string(),
+            atoms,
+            open_ended,
+        })
     }
 
     /// The pattern as written.
@@ -109,19 +121,29 @@ impl DestinationPattern {
             Atom::AnyDigit => c.is_ascii_digit(),
             Atom::Set(set) => c.to_digit(10).is_some_and(|d| set[d as usize]),
         });
-        head_ok && chars[self.atoms.len()..].iter().all(|c| c.is_ascii_digit() || *c == '*' || *c == '#')
+        head_ok
+            && chars[self.atoms.len()..]
+                .iter()
+                .all(|c| c.is_ascii_digit() || *c == '*' || *c == '#')
     }
 
     /// Specificity for choosing among matching peers: (explicit characters, -wildcards, closed).
     pub fn specificity(&self) -> (usize, isize, bool) {
-        let literals = self.atoms.iter().filter(|a| matches!(a, Atom::Literal(_))).count();
+        let literals = self
+            .atoms
+            .iter()
+            .filter(|a| matches!(a, Atom::Literal(_)))
+            .count();
         let wild = self.atoms.len() - literals;
         (literals, -(wild as isize), !self.open_ended)
     }
 }
 
 fn parse_set(body: &[char], offset: usize) -> Result<[bool; 10], PatternError> {
-    let err = |position: usize, message: &str| PatternError { position, message: message.to_string() };
+    let err = |position: usize, message: &str| PatternError {
+        position,
+        message: message.to_string(),
+    };
     let (negate, body, offset) = match body.first() {
         Some('^') => (true, &body[1..], offset + 1),
         _ => (false, body, offset),
@@ -137,11 +159,17 @@ fn parse_set(body: &[char], offset: usize) -> Result<[bool; 10], PatternError> {
             i += 1;
             continue;
         }
-        let lo = c.to_digit(10).ok_or_else(|| err(offset + i, &format!("`{c}` is not a digit in `[]`")))?;
+        let lo = c
+            .to_digit(10)
+            .ok_or_else(|| err(offset + i, &format!("`{c}` is not a digit in `[]`")))?;
         let mut hi = lo;
         if body.get(i + 1) == Some(&'-') {
-            let h = body.get(i + 2).ok_or_else(|| err(offset + i + 1, "range without an end"))?;
-            hi = h.to_digit(10).ok_or_else(|| err(offset + i + 2, &format!("`{h}` is not a digit in `[]`")))?;
+            let h = body
+                .get(i + 2)
+                .ok_or_else(|| err(offset + i + 1, "range without an end"))?;
+            hi = h
+                .to_digit(10)
+                .ok_or_else(|| err(offset + i + 2, &format!("`{h}` is not a digit in `[]`")))?;
             if hi < lo {
                 return Err(err(offset + i, "range end is below its start"));
             }
@@ -167,25 +195,27 @@ pub fn select<'a, P>(
     number: &str,
     key: impl Fn(&P) -> (&DestinationPattern, u32),
 ) -> Option<&'a P> {
-    let mut best: Option<(&P, (usize, isize, bool), u32, usize)> = None;
+    type Rank = (
+        (usize, isize, bool),
+        std::cmp::Reverse<u32>,
+        std::cmp::Reverse<usize>,
+    );
+    let mut best: Option<(&P, Rank)> = None;
     for (index, peer) in peers.iter().enumerate() {
         let (pattern, preference) = key(peer);
         if !pattern.matches(number) {
             continue;
         }
-        let spec = pattern.specificity();
-        let better = match &best {
-            None => true,
-            Some((_, bspec, bpref, bidx)) => {
-                (spec, std::cmp::Reverse(preference), std::cmp::Reverse(index))
-                    > (*bspec, std::cmp::Reverse(*bpref), std::cmp::Reverse(*bidx))
-            }
-        };
-        if better {
-            best = Some((peer, spec, preference, index));
+        let rank = (
+            pattern.specificity(),
+            std::cmp::Reverse(preference),
+            std::cmp::Reverse(index),
+        );
+        if best.as_ref().is_none_or(|(_, b)| rank > *b) {
+            best = Some((peer, rank));
         }
     }
-    best.map(|(p, ..)| p)
+    best.map(|(p, _)| p)
 }
 
 #[cfg(test)]
@@ -216,18 +246,28 @@ mod tests {
     #[test]
     fn bad_patterns() {
         for bad in ["", "55T5", "5[12", "[]", "[9-1]", "5a5", "1+2", "[x]"] {
-            assert!(DestinationPattern::parse(bad).is_err(), "{bad:?} should not compile");
+            assert!(
+                DestinationPattern::parse(bad).is_err(),
+                "{bad:?} should not compile"
+            );
         }
     }
 
     #[test]
     fn most_specific_then_preference() {
-        let peers = [(p("T"), 0, "any"), (p("+1900T"), 5, "premium"), (p("+1......."), 1, "us7")];
+        let peers = [
+            (p("T"), 0, "any"),
+            (p("+1900T"), 5, "premium"),
+            (p("+1......."), 1, "us7"),
+        ];
         let pick = |n| select(&peers, n, |x| (&x.0, x.1)).map(|x| x.2);
         assert_eq!(pick("+19005551234"), Some("premium"));
         assert_eq!(pick("+12345678"), Some("us7"));
         assert_eq!(pick("4930123"), Some("any"));
         let tie = [(p("5..."), 3, "b"), (p("5..."), 1, "a")];
-        assert_eq!(select(&tie, "5123", |x| (&x.0, x.1)).map(|x| x.2), Some("a"));
+        assert_eq!(
+            select(&tie, "5123", |x| (&x.0, x.1)).map(|x| x.2),
+            Some("a")
+        );
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! STUB: the public API below is the contract; bodies are filled in by the receipts work.
 
+mod outgoing;
+pub use outgoing::*;
+
 use serde::Serialize;
 
 /// What a message turned out to be.

@@ -25,7 +25,11 @@ impl Reply {
     pub fn new(code: u16, enhanced: &str, text: impl Into<String>) -> Reply {
         Reply {
             code,
-            enhanced: if enhanced.is_empty() { None } else { Some(enhanced.to_string()) },
+            enhanced: if enhanced.is_empty() {
+                None
+            } else {
+                Some(enhanced.to_string())
+            },
             text: text.into(),
         }
     }

@@ -74,7 +74,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_pixels_per_page: 2432 * 20_000, max_pages: 500 }
+        Limits {
+            max_pixels_per_page: 2432 * 20_000,
+            max_pages: 500,
+        }
     }
 }
 
@@ -136,7 +139,11 @@ pub struct TiffF {
 
 /// Decode every page of one input file (TIFF of any fax compression, PNG, JPEG, PBM/PGM/PPM),
 /// sniffing the format from the bytes. Gray and colour pages become bilevel by `bilevel`.
-pub fn read_pages(_bytes: &[u8], _limits: &Limits, _bilevel: Bilevel) -> Result<Vec<Bitmap>, ImageError> {
+pub fn read_pages(
+    _bytes: &[u8],
+    _limits: &Limits,
+    _bilevel: Bilevel,
+) -> Result<Vec<Bitmap>, ImageError> {
     unimplemented!("tiff_f::read_pages")
 }
 
@@ -152,12 +159,19 @@ pub fn write_tiff_f(_pages: &[Bitmap], _opts: &WriteOptions) -> Result<TiffF, Im
 }
 
 /// Read every input (each a whole file's bytes), normalise each page, write one TIFF-F.
-pub fn convert(inputs: &[&[u8]], opts: &WriteOptions, limits: &Limits) -> Result<TiffF, ImageError> {
+pub fn convert(
+    inputs: &[&[u8]],
+    opts: &WriteOptions,
+    limits: &Limits,
+) -> Result<TiffF, ImageError> {
     let mut pages = Vec::new();
     for input in inputs {
         for page in read_pages(input, limits, opts.bilevel)? {
             if pages.len() >= limits.max_pages {
-                return Err(ImageError::Limit(format!("more than {} pages", limits.max_pages)));
+                return Err(ImageError::Limit(format!(
+                    "more than {} pages",
+                    limits.max_pages
+                )));
             }
             pages.push(normalize(&page, opts.resolution));
         }
