@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need when it is missing, then runs cargo test.
+#   - Debian libtiff-tools (tiffinfo, tiffcp: the independent TIFF decoder the tests compare with)
+#   - Python 3 with Pillow (python3 -m pip; the machine's python3 may not be Debian's)
+# Under CI=true a tool that cannot be installed fails the run; tests never skip there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v tiffinfo >/dev/null 2>&1 && command -v tiffcp >/dev/null 2>&1 || need_apt+=(libtiff-tools)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! python3 -c 'import PIL' >/dev/null 2>&1; then
+  echo "test.sh: installing Pillow"
+  python3 -m pip install -q Pillow
+fi
+
+if [ "${CI:-}" = true ] && [ ! -d ../shared/corpus ]; then
+  echo "test.sh: CI=true but ../shared (the test corpus) is missing" >&2
+  exit 1
+fi
+
+cargo test "$@"

@@ -1,0 +1,285 @@
+//! End-to-end tests over real sockets on 127.0.0.1: fax → onramp mail (with DSN and MDN
+//! requests) → the gateway's own offramp listener → fax outbox → DSN back → correlated to
+//! the onramp job. Oracles: libtiff (`tiffinfo -D`, `tiffcp -c none`) for the faxes,
+//! Python's smtplib as a real SMTP client, RFC 3461/3464 for the reports.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+use support::*;
+use t37gw::onramp::ReceivedFax;
+use t37gw::tiff_f::{self, Limits, WriteOptions};
+
+fn g3_fax() -> ReceivedFax {
+    ReceivedFax {
+        dnis: "12025550100".into(),
+        ani: "12025550199".into(),
+        tsi: Some("loop test".into()),
+        pages: vec![fixture("fax-3page-g3.tif")],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_loop_fax_mail_fax_dsn() {
+    if !have_tool("tiffinfo") || !have_tool("tiffcp") || !have_tool("python3") {
+        return;
+    }
+    let work = Workdir::new();
+    let gw = start(&work, |t| t).await;
+    let fax = g3_fax();
+    let png = ReceivedFax {
+        dnis: "4930901820".into(),
+        ani: "4940123456".into(),
+        tsi: None,
+        pages: vec![fixture("scan-page.png")],
+    };
+    let j1 = gw.shared.submit_fax(&fax).unwrap();
+    let j2 = gw.shared.submit_fax(&png).unwrap();
+    for job in [&j1, &j2] {
+        let ev = work
+            .wait_for(30, "a delivered DSN", |e| &e.job == job && e.event == "dsn_received")
+            .await;
+        assert_eq!(ev.str("action"), Some("delivered"), "{}", ev.to_line());
+        assert_eq!(ev.str("status"), Some("2.0.0"));
+        assert_eq!(ev.str("matched_by"), Some("envid"));
+    }
+    gw.shutdown().await;
+
+    let events = work.events();
+    for job in [&j1, &j2] {
+        let names: Vec<&str> = events.iter().filter(|e| &e.job == job).map(|e| e.event.as_str()).collect();
+        assert_eq!(names.first(), Some(&"onramp_submitted"), "{names:?}");
+        assert!(names.contains(&"mail_sent"), "{names:?}");
+        // The offramp side of the same mail: received with our ENVID, faxed.
+        let off = events
+            .iter()
+            .find(|e| e.event == "offramp_received" && e.str("envid") == Some(job.as_str()))
+            .expect("offramp_received with the onramp job's ENVID");
+        assert!(events.iter().any(|e| e.job == off.job && e.event == "fax_delivered"));
+        assert!(events.iter().any(|e| e.job == off.job && e.event == "dsn_sent"));
+    }
+
+    // One TIFF per fax; libtiff decodes each cleanly as G3 1-D, 1728 wide, right page count.
+    let tiffs = work.outbox_tiffs();
+    assert_eq!(tiffs.len(), 2, "{tiffs:?}");
+    let fixture_pages = libtiff_pages(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif"));
+    assert_eq!(fixture_pages.len(), 3);
+    let mut by_pages: Vec<(usize, std::path::PathBuf)> = Vec::new();
+    for t in &tiffs {
+        let (ok, out, err) = run("tiffinfo", &["-D", t.to_str().unwrap()]);
+        assert!(ok, "tiffinfo failed: {err}");
+        assert!(err.trim().is_empty(), "tiffinfo -D warned on {}: {err}", t.display());
+        assert!(out.contains("Compression Scheme: CCITT Group 3"), "{out}");
+        assert!(!out.contains("2-D"), "profile S is 1-D MH: {out}");
+        let widths = out.matches("Image Width: 1728").count();
+        let dirs = out.matches("TIFF Directory").count();
+        assert_eq!(widths, dirs, "every page 1728 px wide: {out}");
+        by_pages.push((dirs, t.clone()));
+    }
+    by_pages.sort();
+    assert_eq!(by_pages.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1, 3]);
+
+    // The three-page fax: 1728 px fine G3 in, so TIFF-F normalisation keeps it as is; the
+    // faxed pixels must equal libtiff's own decoding of the input file.
+    let out_pages = libtiff_pages(&by_pages[1].1);
+    assert_eq!(out_pages.len(), 3);
+    for (i, (a, b)) in out_pages.iter().zip(&fixture_pages).enumerate() {
+        assert_eq!((a.0, a.1), (b.0, b.1), "page {i} size");
+        assert!(mask_padding(a.0, a.1, &a.2) == mask_padding(b.0, b.1, &b.2), "page {i} pixels differ");
+    }
+    // The scan: the pixels libtiff decodes equal the page the onramp encoded.
+    let encoded = tiff_f::convert(
+        &[&fixture("scan-page.png")],
+        &WriteOptions { bilevel: tiff_f::Bilevel::FloydSteinberg, ..WriteOptions::default() },
+        &Limits::default(),
+    )
+    .unwrap();
+    let tmp = work.path().join("expected.tif");
+    std::fs::write(&tmp, &encoded.bytes).unwrap();
+    let expected = libtiff_pages(&tmp);
+    let got = libtiff_pages(&by_pages[0].1);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].0, got[0].1), (expected[0].0, expected[0].1));
+    assert!(mask_padding(got[0].0, got[0].1, &got[0].2) == mask_padding(expected[0].0, expected[0].1, &expected[0].2));
+}
+
+/// Read one (possibly multi-line) SMTP reply; returns its last line.
+fn reply(r: &mut BufReader<TcpStream>) -> String {
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line.len() < 4 || line.as_bytes()[3] != b'-' {
+            return line.trim_end().to_string();
+        }
+    }
+}
+
+fn dialog(addr: std::net::SocketAddr, steps: &[&str]) -> Vec<String> {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut replies = vec![reply(&mut r)];
+    for step in steps {
+        w.write_all(format!("{step}\r\n").as_bytes()).unwrap();
+        replies.push(reply(&mut r));
+    }
+    replies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_attempts_are_refused() {
+    let work = Workdir::new();
+    let gw = start(&work, |t| t).await;
+    let addr = gw.local_addr;
+    let replies = tokio::task::spawn_blocking(move || {
+        dialog(
+            addr,
+            &[
+                "EHLO client.example",
+                "MAIL FROM:<someone@example.org>",
+                "RCPT TO:<victim@other.example>",
+                "RCPT TO:<FAX=+12025551234@other.example>",
+                "RCPT TO:<nobody@gw.example.test>",
+                "RCPT TO:<FAX=+19005551234@gw.example.test>",
+                "RCPT TO:<FAX=+12025551234@gw.example.test>",
+                "QUIT",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(replies[0].starts_with("220 "));
+    assert!(replies[2].starts_with("250 2.1.0"), "{replies:?}");
+    // RFC 5321 §3.6.2 / RFC 3463 5.7.1: not an open relay.
+    assert!(replies[3].starts_with("550 5.7.1"), "{replies:?}");
+    assert!(replies[4].starts_with("550 5.7.1"), "{replies:?}");
+    assert!(replies[5].starts_with("550 5.1.1"), "{replies:?}");
+    // The premium-rate dial peer rejects the number (shipped config: +1900T → reject).
+    assert!(replies[6].starts_with("550 5.7.1"), "{replies:?}");
+    assert!(replies[7].starts_with("250 2.1.5"), "{replies:?}");
+    gw.shutdown().await;
+}
+
+/// Write a synthetic onramp job into the journal, as if this gateway had sent mail with
+/// ENVID=`job` (the offramp's DSN then correlates to it).
+fn seed_onramp_job(work: &Workdir, job: &str, message_id: &str) {
+    let j = t37gw::journal::Journal::open(&work.path().join("journal.jsonl")).unwrap();
+    j.append(
+        &t37gw::journal::Event::new(job, "onramp_submitted")
+            .with("peer", "test")
+            .with("recipient", "FAX=+12025550100@gw.example.test")
+            .with("message_id", message_id),
+    )
+    .unwrap();
+}
+
+fn smtplib_send(port: u16, envid: &str, notify: &str, body_py: &str) -> (bool, String, String) {
+    let py = format!(
+        r#"
+import smtplib, sys
+from email.message import EmailMessage
+msg = EmailMessage()
+msg['From'] = 'fax-gw@gw.example.test'
+msg['To'] = 'FAX=+12025550100@gw.example.test'
+msg['Subject'] = 'test'
+msg['Message-ID'] = '<{envid}.x@gw.example.test>'
+{body_py}
+with smtplib.SMTP('127.0.0.1', {port}, timeout=20) as s:
+    s.ehlo('client.example')
+    assert s.has_extn('dsn'), 'DSN not offered'
+    r = s.send_message(msg, mail_options=['RET=HDRS', 'ENVID={envid}'],
+                       rcpt_options=['NOTIFY={notify}', 'ORCPT=rfc822;+12025550100@gw.example.test'])
+    print('refused', r)
+"#
+    );
+    run("python3", &["-c", &py])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_without_tiff_gets_a_5_6_failure_dsn_correlated_back() {
+    if !have_tool("python3") {
+        return;
+    }
+    let work = Workdir::new();
+    seed_onramp_job(&work, "ON-test-notiff", "<ON-test-notiff.x@gw.example.test>");
+    let gw = start(&work, |t| t).await;
+    let port = gw.local_addr.port();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        smtplib_send(port, "ON-test-notiff", "FAILURE", "msg.set_content('no image here, just text')")
+    })
+    .await
+    .unwrap();
+    assert!(ok, "smtplib failed: {out} {err}");
+    let ev = work
+        .wait_for(30, "the failure DSN", |e| e.job == "ON-test-notiff" && e.event == "dsn_received")
+        .await;
+    assert_eq!(ev.str("action"), Some("failed"), "{}", ev.to_line());
+    assert!(ev.str("status").is_some_and(|s| s.starts_with("5.6.")), "{}", ev.to_line());
+    assert!(work.outbox_tiffs().is_empty(), "no fax for a message without an image");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_smtplib_with_dsn_parameters_gets_a_success_dsn() {
+    if !have_tool("python3") {
+        return;
+    }
+    let work = Workdir::new();
+    seed_onramp_job(&work, "ON-test-smtplib", "<ON-test-smtplib.x@gw.example.test>");
+    let gw = start(&work, |t| t).await;
+    let port = gw.local_addr.port();
+    let tif = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
+    let body = format!(
+        "msg.set_content('fax attached')\nmsg.add_attachment(open({:?}, 'rb').read(), maintype='image', subtype='tiff', filename='fax.tif', params={{'application': 'faxbw'}})",
+        tif.display().to_string()
+    );
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || smtplib_send(port, "ON-test-smtplib", "SUCCESS,FAILURE", &body)).await.unwrap();
+    assert!(ok, "smtplib failed: {out} {err}");
+    assert!(out.contains("refused {}"), "{out}");
+    let received = work.wait_for(10, "offramp_received", |e| e.event == "offramp_received").await;
+    assert_eq!(received.str("envid"), Some("ON-test-smtplib"));
+    let ev = work
+        .wait_for(30, "the success DSN", |e| e.job == "ON-test-smtplib" && e.event == "dsn_received")
+        .await;
+    assert_eq!(ev.str("action"), Some("delivered"), "{}", ev.to_line());
+    assert_eq!(ev.str("status"), Some("2.0.0"));
+    // ORCPT as the client sent it (RFC 3461 §4.2), decoded from xtext by the listener.
+    assert_eq!(ev.str("recipient"), Some("+12025550100@gw.example.test"), "{}", ev.to_line());
+    assert_eq!(work.outbox_tiffs().len(), 1);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_in_the_middle_completes_the_job_with_one_fax() {
+    let work = Workdir::new();
+    // First run: the smarthost is down (a closed port), so the onramp mail is deferred.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let gw = start(&work, |t| {
+        let mut lines: Vec<String> = t.lines().map(str::to_string).collect();
+        let i = lines.iter().position(|l| l.trim_start().starts_with("- 127.0.0.1:")).unwrap();
+        lines[i] = format!("    - 127.0.0.1:{dead_port}");
+        lines.join("\n")
+    })
+    .await;
+    let job = gw.shared.submit_fax(&g3_fax()).unwrap();
+    work.wait_for(20, "mail_deferred", |e| e.job == job && e.event == "mail_deferred").await;
+    gw.shutdown().await;
+    assert!(!work.events().iter().any(|e| e.event == "mail_sent"));
+
+    // Second run on the same spool and journal, smarthost back (our own listener).
+    let gw = start(&work, |t| t).await;
+    let ev = work.wait_for(30, "the DSN after restart", |e| e.job == job && e.event == "dsn_received").await;
+    assert_eq!(ev.str("action"), Some("delivered"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gw.shutdown().await;
+    let events = work.events();
+    assert_eq!(events.iter().filter(|e| e.job == job && e.event == "mail_sent").count(), 1);
+    assert_eq!(events.iter().filter(|e| e.event == "fax_delivered").count(), 1);
+    assert_eq!(work.outbox_tiffs().len(), 1, "exactly one fax");
+}
