@@ -1,39 +1,22 @@
 //! The offramp's SMTP listener (RFC 5321) with PIPELINING, SIZE, 8BITMIME,
 //! ENHANCEDSTATUSCODES and DSN.
 //!
-//! STUB: the public API below is the contract; bodies are filled in by the listener work.
+//! - [`reply`]: [`Reply`] and every reply the listener sends.
+//! - `proto`: sans-IO framing of command lines and of the DATA block.
+//! - `session`: the sans-IO state machine (command in → replies + next step out).
+//! - `listener`: [`serve`], the tokio accept loop, timeouts and shutdown.
 
 use serde::{Deserialize, Serialize};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 
-/// One SMTP reply: basic code, RFC 3463 enhanced code (where RFC 2034 allows one) and text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// Three-digit reply code (RFC 5321 §4.2).
-    pub code: u16,
-    /// Enhanced status code such as `"2.0.0"` (RFC 3463); `None` for the greeting and EHLO.
-    pub enhanced: Option<String>,
-    /// Human-readable text; never internal error text.
-    pub text: String,
-}
+mod listener;
+mod proto;
+pub mod reply;
+mod session;
 
-impl Reply {
-    /// Build a reply; `enhanced` may be empty for none.
-    pub fn new(code: u16, enhanced: &str, text: impl Into<String>) -> Reply {
-        Reply {
-            code,
-            enhanced: if enhanced.is_empty() { None } else { Some(enhanced.to_string()) },
-            text: text.into(),
-        }
-    }
-    /// True for 2xx.
-    pub fn is_positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-}
+pub use listener::serve;
+pub use reply::Reply;
 
 /// RET parameter of MAIL FROM (RFC 3461 §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,15 +106,4 @@ impl Default for ListenerConfig {
             max_errors: 10,
         }
     }
-}
-
-/// Accept SMTP sessions on `listener` until `shutdown` turns true; then idle sessions get
-/// `421 4.3.2`, a DATA in progress is finished, and the call returns when all have closed.
-pub async fn serve<B: Backend>(
-    _listener: TcpListener,
-    _config: Arc<ListenerConfig>,
-    _backend: Arc<B>,
-    _shutdown: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    unimplemented!("smtp::serve")
 }
