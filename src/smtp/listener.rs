@@ -82,7 +82,10 @@ pub async fn serve<B: Backend>(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(left = sessions.len(), "smtp sessions still open after grace, aborting");
+        tracing::warn!(
+            left = sessions.len(),
+            "smtp sessions still open after grace, aborting"
+        );
         sessions.shutdown().await;
     }
     Ok(())
@@ -207,7 +210,10 @@ async fn drive<B: Backend>(
                 if *shutdown.borrow() {
                     return close_with(conn, &session.shutdown_reply()).await;
                 }
-                match conn.read(config.command_timeout, Some(&mut shutdown)).await? {
+                match conn
+                    .read(config.command_timeout, Some(&mut shutdown))
+                    .await?
+                {
                     ReadOutcome::Data => continue,
                     ReadOutcome::Eof => return Ok(()),
                     ReadOutcome::TimedOut => {

@@ -274,12 +274,18 @@ mod tests {
     fn lines_and_limits() {
         let mut r = LineReader::default();
         let mut input = b"NOOP\r\nQUIT".to_vec();
-        assert_eq!(r.next(&mut input), Some(LineEvent::Line(b"NOOP\r\n".to_vec())));
+        assert_eq!(
+            r.next(&mut input),
+            Some(LineEvent::Line(b"NOOP\r\n".to_vec()))
+        );
         assert_eq!(r.next(&mut input), None);
         let mut long = vec![b'X'; 600];
         assert_eq!(r.next(&mut long), Some(LineEvent::TooLong));
         let mut tail = b"XXX\r\nNOOP\r\n".to_vec();
-        assert_eq!(r.next(&mut tail), Some(LineEvent::Line(b"NOOP\r\n".to_vec())));
+        assert_eq!(
+            r.next(&mut tail),
+            Some(LineEvent::Line(b"NOOP\r\n".to_vec()))
+        );
         let mut exact = vec![b'N'; 510];
         exact.extend_from_slice(b"\r\n");
         assert!(matches!(r.next(&mut exact), Some(LineEvent::Line(_))));

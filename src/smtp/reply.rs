@@ -101,7 +101,11 @@ impl Reply {
 
     /// `451 4.3.0`: our own failure, without detail (RFC 5321 §4.2.3, RFC 3463 X.3.0).
     pub fn local_error() -> Reply {
-        Reply::new(451, "4.3.0", "Requested action aborted: local error in processing")
+        Reply::new(
+            451,
+            "4.3.0",
+            "Requested action aborted: local error in processing",
+        )
     }
 }
 
@@ -109,7 +113,8 @@ impl Reply {
 /// 0..=999 (RFC 3463 §2).
 fn enhanced_is_valid(enhanced: &str, class: u8) -> bool {
     let mut parts = enhanced.split('.');
-    let (Some(c), Some(s), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(c), Some(s), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
@@ -188,7 +193,11 @@ impl Reply {
         Reply::new(501, "5.1.3", "Bad recipient address syntax")
     }
     pub(crate) fn non_ascii_address() -> Reply {
-        Reply::new(553, "5.6.7", "Non-ASCII addresses not permitted without SMTPUTF8")
+        Reply::new(
+            553,
+            "5.6.7",
+            "Non-ASCII addresses not permitted without SMTPUTF8",
+        )
     }
     pub(crate) fn unsupported_parameter() -> Reply {
         Reply::new(555, "5.5.4", "Parameter not recognized or not implemented")
@@ -260,7 +269,10 @@ mod tests {
     #[test]
     fn normalized_fixes_class_and_range() {
         assert_eq!(
-            Reply::new(250, "5.1.1", "x").normalized().enhanced.as_deref(),
+            Reply::new(250, "5.1.1", "x")
+                .normalized()
+                .enhanced
+                .as_deref(),
             Some("2.0.0")
         );
         assert_eq!(
@@ -268,10 +280,19 @@ mod tests {
             Some("5.0.0")
         );
         assert_eq!(
-            Reply::new(550, "5.7.1", "x").normalized().enhanced.as_deref(),
+            Reply::new(550, "5.7.1", "x")
+                .normalized()
+                .enhanced
+                .as_deref(),
             Some("5.7.1")
         );
         assert_eq!(Reply::new(999, "9.9.9", "secret").normalized().code, 451);
-        assert_eq!(Reply::new(250, "2.1000.0", "x").normalized().enhanced.as_deref(), Some("2.0.0"));
+        assert_eq!(
+            Reply::new(250, "2.1000.0", "x")
+                .normalized()
+                .enhanced
+                .as_deref(),
+            Some("2.0.0")
+        );
     }
 }

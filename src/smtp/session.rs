@@ -160,7 +160,11 @@ impl Session {
         }
     }
 
-    fn mail<B: Backend>(&mut self, from: MailFrom<std::borrow::Cow<'_, str>>, backend: &B) -> Reply {
+    fn mail<B: Backend>(
+        &mut self,
+        from: MailFrom<std::borrow::Cow<'_, str>>,
+        backend: &B,
+    ) -> Reply {
         match self.state {
             State::Connected => return Reply::bad_sequence("send EHLO or HELO first"),
             State::Mail | State::Rcpt => return Reply::bad_sequence("sender already given"),
@@ -278,9 +282,10 @@ impl Session {
     fn data(&mut self) -> (Reply, Next) {
         match self.state {
             State::Rcpt => (Reply::start_data(), Next::Data),
-            State::Connected | State::Ready => {
-                (Reply::bad_sequence("send MAIL and RCPT first"), Next::Command)
-            }
+            State::Connected | State::Ready => (
+                Reply::bad_sequence("send MAIL and RCPT first"),
+                Next::Command,
+            ),
             // RFC 2920 §3.1 / RFC 5321 §3.3: no accepted recipient, no DATA.
             State::Mail => (Reply::bad_sequence("no valid recipients"), Next::Command),
         }
@@ -345,7 +350,6 @@ fn parse_error_reply(error: &ParseError) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::future::Future;
 
     struct Accept;
     impl Backend for Accept {
@@ -356,8 +360,8 @@ mod tests {
                 Err(Reply::new(550, "5.7.1", "Relaying denied"))
             }
         }
-        fn data(&self, _: Envelope, _: Vec<u8>) -> impl Future<Output = Reply> + Send {
-            async { Reply::new(250, "2.0.0", "queued") }
+        async fn data(&self, _: Envelope, _: Vec<u8>) -> Reply {
+            Reply::new(250, "2.0.0", "queued")
         }
     }
 
@@ -403,7 +407,10 @@ mod tests {
         let mut s = session();
         code(&mut s, "EHLO c.example");
         assert_eq!(
-            code(&mut s, "MAIL FROM:<a@b.example> RET=HDRS ENVID=JOB+2B1 BODY=8BITMIME SIZE=10"),
+            code(
+                &mut s,
+                "MAIL FROM:<a@b.example> RET=HDRS ENVID=JOB+2B1 BODY=8BITMIME SIZE=10"
+            ),
             "250 2.1.0"
         );
         assert_eq!(
@@ -434,10 +441,19 @@ mod tests {
     fn bad_parameters() {
         let mut s = session();
         code(&mut s, "EHLO c.example");
-        assert_eq!(code(&mut s, "MAIL FROM:<a@b.example> SIZE=1001"), "552 5.3.4");
+        assert_eq!(
+            code(&mut s, "MAIL FROM:<a@b.example> SIZE=1001"),
+            "552 5.3.4"
+        );
         assert_eq!(code(&mut s, "MAIL FROM:<a@b.example> FOO=1"), "555 5.5.4");
-        assert_eq!(code(&mut s, "MAIL FROM:<a@b.example> SMTPUTF8"), "555 5.5.4");
-        assert_eq!(code(&mut s, "MAIL FROM:<a@b.example> RET=FULL RET=HDRS"), "501 5.5.4");
+        assert_eq!(
+            code(&mut s, "MAIL FROM:<a@b.example> SMTPUTF8"),
+            "555 5.5.4"
+        );
+        assert_eq!(
+            code(&mut s, "MAIL FROM:<a@b.example> RET=FULL RET=HDRS"),
+            "501 5.5.4"
+        );
         assert_eq!(code(&mut s, "MAIL FROM:<a@b.example>"), "250 2.1.0");
         assert_eq!(
             code(&mut s, "RCPT TO:<x@gw.example.test> NOTIFY=NEVER,SUCCESS"),
@@ -445,7 +461,10 @@ mod tests {
         );
         // `+15` is the xtext of the octet 0x15 (RFC 3461 §4): no address.
         assert_eq!(
-            code(&mut s, "RCPT TO:<x@gw.example.test> ORCPT=rfc822;+15550100@gw.example.test"),
+            code(
+                &mut s,
+                "RCPT TO:<x@gw.example.test> ORCPT=rfc822;+15550100@gw.example.test"
+            ),
             "501 5.5.4"
         );
     }
