@@ -90,6 +90,9 @@ impl Session {
             Err(error) => return self.finish(parse_error_reply(&error), Next::Command),
         };
         let (reply, next) = match request {
+            Request::Ehlo { host } | Request::Helo { host } if !is_printable(&host) => {
+                (Reply::syntax("invalid domain"), Next::Command)
+            }
             Request::Ehlo { host } => {
                 self.greet(&host);
                 let r = Reply::ehlo(self.hostname(), &host, self.config.max_message_size);
@@ -315,6 +318,11 @@ impl Session {
     }
 }
 
+/// RFC 5321 §4.1.1.1 / §4.1.3: a domain or address literal is printable US-ASCII.
+fn is_printable(text: &str) -> bool {
+    text.chars().all(|c| c.is_ascii_graphic())
+}
+
 /// NOTIFY flags → [`Notify`]; `NEVER` with anything else is a syntax error (RFC 3461 §4.1).
 fn notify_from_flags(flags: u64) -> Result<Option<Notify>, Reply> {
     let never = flags & smtp_proto::RCPT_NOTIFY_NEVER != 0;
@@ -393,6 +401,7 @@ mod tests {
         assert_eq!(code(&mut s, "MAIL FROM:<a@b.example>"), "503 5.5.1");
         assert_eq!(code(&mut s, "RCPT TO:<x@gw.example.test>"), "503 5.5.1");
         assert_eq!(code(&mut s, "DATA"), "503 5.5.1");
+        assert_eq!(code(&mut s, "EHLO c\x01.example"), "501 5.5.4");
         assert_eq!(code(&mut s, "EHLO c.example"), "250 ");
         assert_eq!(code(&mut s, "DATA"), "503 5.5.1");
         assert_eq!(code(&mut s, "MAIL FROM:<>"), "250 2.1.0");
