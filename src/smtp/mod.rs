@@ -1,57 +1,41 @@
 //! The offramp's SMTP listener (RFC 5321) with PIPELINING, SIZE, 8BITMIME,
 //! ENHANCEDSTATUSCODES and DSN.
 //!
-//! STUB: the public API below is the contract; bodies are filled in by the listener work.
+//! - [`reply`]: [`Reply`] and every reply the listener sends.
+//! - `proto`: sans-IO framing of command lines and of the DATA block.
+//! - `session`: the sans-IO state machine (command in → replies + next step out).
+//! - `listener`: [`serve`], the tokio accept loop, timeouts and shutdown.
 
 use serde::{Deserialize, Serialize};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 
-/// One SMTP reply: basic code, RFC 3463 enhanced code (where RFC 2034 allows one) and text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// Three-digit reply code (RFC 5321 §4.2).
-    pub code: u16,
-    /// Enhanced status code such as `"2.0.0"` (RFC 3463); `None` for the greeting and EHLO.
-    pub enhanced: Option<String>,
-    /// Human-readable text; never internal error text.
-    pub text: String,
-}
+mod listener;
+mod proto;
+pub mod reply;
+mod session;
 
-impl Reply {
-    /// Build a reply; `enhanced` may be empty for none.
-    pub fn new(code: u16, enhanced: &str, text: impl Into<String>) -> Reply {
-        Reply {
-            code,
-            enhanced: if enhanced.is_empty() {
-                None
-            } else {
-                Some(enhanced.to_string())
-            },
-            text: text.into(),
-        }
-    }
-    /// True for 2xx.
-    pub fn is_positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-}
+pub use listener::serve;
+pub use reply::Reply;
 
 /// RET parameter of MAIL FROM (RFC 3461 §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Ret {
+    /// `RET=FULL`: return the whole message in a failure DSN.
     Full,
+    /// `RET=HDRS`: return the headers only.
     Hdrs,
 }
 
 /// NOTIFY parameter of RCPT TO (RFC 3461 §4.1). All three false means `NEVER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Notify {
+    /// `SUCCESS`: report delivery.
     pub success: bool,
+    /// `FAILURE`: report failure.
     pub failure: bool,
+    /// `DELAY`: report a delay.
     pub delay: bool,
 }
 
@@ -62,24 +46,28 @@ pub struct Recipient {
     pub address: String,
     /// NOTIFY as given; `None` when absent.
     pub notify: Option<Notify>,
-    /// ORCPT as `addr-type;address` with the xtext decoded, e.g. `rfc822;+15550100@gw.example`.
+    /// ORCPT as `addr-type;address` with the xtext decoded, e.g. `rfc822;+15550100@gw.example`
+    /// (sent as `ORCPT=rfc822;+2B15550100@gw.example`, RFC 3461 §4, §4.2). Only `rfc822` is
+    /// accepted; a value that decodes to control or non-ASCII characters gets `501 5.5.4`.
     pub orcpt: Option<String>,
 }
 
 /// The envelope of one transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Envelope {
-    /// EHLO/HELO argument.
+    /// EHLO/HELO argument (printable US-ASCII, at most 255 bytes).
     pub helo: String,
     /// Peer address `ip:port`.
     pub client_addr: String,
     /// Reverse-path without angle brackets; empty for `MAIL FROM:<>`.
     pub mail_from: String,
+    /// RET of MAIL FROM (RFC 3461 §4.3); `None` when absent.
     pub ret: Option<Ret>,
-    /// ENVID, xtext decoded.
+    /// ENVID, xtext decoded: 1..=100 printable US-ASCII bytes (RFC 3461 §4.4).
     pub envid: Option<String>,
     /// BODY parameter (`7BIT`, `8BITMIME`) when given.
     pub body: Option<String>,
+    /// Accepted recipients in RCPT order (refused ones are not here).
     pub rcpts: Vec<Recipient>,
 }
 
@@ -93,25 +81,35 @@ pub trait Backend: Send + Sync + 'static {
     fn rcpt(&self, envelope: &Envelope, rcpt: &Recipient) -> Result<(), Reply>;
     /// Store the message durably and return the reply to the final dot: `250` only once the
     /// message and envelope are fsynced, else `451 4.3.0` / `452 4.3.1`.
+    ///
+    /// `message` is dot-unstuffed, ends with the CRLF before the final dot (RFC 5321
+    /// §4.5.2) and is at most `max_message_size` bytes. The reply is sent as is, except that a
+    /// code outside 200..=599 becomes `451 4.3.0` and a missing or wrong-class enhanced code
+    /// becomes `X.0.0` ([`Reply::normalized`]). Its text must hold no internal error detail.
     fn data(&self, envelope: Envelope, message: Vec<u8>) -> impl Future<Output = Reply> + Send;
 }
 
 /// Listener settings.
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
-    /// Host name in the greeting and EHLO reply.
+    /// Host name in the greeting, EHLO/HELO and 221/421 replies.
     pub hostname: String,
-    /// SIZE limit in bytes (RFC 1870).
+    /// SIZE limit in bytes (RFC 1870): offered in EHLO, `SIZE=` above it gets `552 5.3.4`
+    /// (§6.3), and a longer DATA block is read to its end and refused `552 5.3.4` (§6.4).
     pub max_message_size: usize,
-    /// Recipients per transaction (RFC 5321 §4.5.3.1.8 requires at least 100).
+    /// Recipients per transaction (RFC 5321 §4.5.3.1.8 requires at least 100); past it
+    /// `452 4.5.3` (§4.5.3.1.10).
     pub max_recipients: usize,
-    /// Wait for a command (RFC 5321 §4.5.3.2.7: 5 minutes).
+    /// Longest wait for input between commands, and for each reply write (RFC 5321
+    /// §4.5.3.2.7: 5 minutes); past it `421 4.4.2` and close.
     pub command_timeout: Duration,
-    /// Wait for a DATA block (RFC 5321 §4.5.3.2.6: 3 minutes).
+    /// Longest wait for each read inside a DATA block (RFC 5321 §4.5.3.2.6: 3 minutes); past
+    /// it `421 4.4.2` and close.
     pub data_timeout: Duration,
-    /// Concurrent sessions; past it `421 4.7.0`.
+    /// Concurrent sessions; a connection past it gets `421 4.7.0` and is closed.
     pub max_sessions: usize,
-    /// Errors in one session before `421` and close.
+    /// Negative (4xx/5xx) replies to commands in one session; the one that reaches this count
+    /// is followed by `421 4.7.0` and close.
     pub max_errors: usize,
 }
 
@@ -127,15 +125,4 @@ impl Default for ListenerConfig {
             max_errors: 10,
         }
     }
-}
-
-/// Accept SMTP sessions on `listener` until `shutdown` turns true; then idle sessions get
-/// `421 4.3.2`, a DATA in progress is finished, and the call returns when all have closed.
-pub async fn serve<B: Backend>(
-    _listener: TcpListener,
-    _config: Arc<ListenerConfig>,
-    _backend: Arc<B>,
-    _shutdown: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    unimplemented!("smtp::serve")
 }

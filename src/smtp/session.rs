@@ -1,0 +1,498 @@
+//! The SMTP session state machine (RFC 5321 §4.1, §4.3.2), without I/O: a command line in,
+//! replies and what to do next out. Order and syntax are checked here, before the
+//! [`Backend`] is asked anything.
+
+use super::{Backend, Envelope, ListenerConfig, Notify, Recipient, Reply, Ret};
+use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
+use std::sync::Arc;
+
+/// What the connection does after sending [`Output::replies`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Read the next command.
+    Command,
+    /// 354 was sent: read the DATA block, then call [`Session::data_end`].
+    Data,
+    /// Close the connection.
+    Close,
+}
+
+/// The answer to one command.
+#[derive(Debug)]
+pub(crate) struct Output {
+    pub(crate) replies: Vec<Reply>,
+    pub(crate) next: Next,
+}
+
+/// Where the session is in RFC 5321 §4.1.4's command order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No EHLO/HELO yet.
+    Connected,
+    /// Greeted, no transaction.
+    Ready,
+    /// MAIL accepted, no recipient accepted yet.
+    Mail,
+    /// At least one recipient accepted.
+    Rcpt,
+}
+
+/// One SMTP session's state.
+#[derive(Debug)]
+pub(crate) struct Session {
+    config: Arc<ListenerConfig>,
+    state: State,
+    envelope: Envelope,
+    errors: usize,
+}
+
+/// ESMTP parameters of MAIL we parse but do not offer in EHLO; RFC 5321 §4.1.1.11 → 555.
+const MAIL_UNOFFERED: u64 = smtp_proto::MAIL_BODY_BINARYMIME
+    | smtp_proto::MAIL_SMTPUTF8
+    | smtp_proto::MAIL_REQUIRETLS
+    | smtp_proto::MAIL_CONPERM
+    | smtp_proto::MAIL_BY_NOTIFY
+    | smtp_proto::MAIL_BY_RETURN
+    | smtp_proto::MAIL_BY_TRACE;
+
+impl Session {
+    /// A new session for the peer `client_addr` (`ip:port`).
+    pub(crate) fn new(config: Arc<ListenerConfig>, client_addr: String) -> Session {
+        Session {
+            config,
+            state: State::Connected,
+            envelope: Envelope {
+                client_addr,
+                ..Envelope::default()
+            },
+            errors: 0,
+        }
+    }
+
+    /// The 220 greeting (RFC 5321 §4.2, §3.1; no enhanced code, RFC 2034 §3).
+    pub(crate) fn greeting(&self) -> Reply {
+        Reply::greeting(&self.config.hostname)
+    }
+
+    fn hostname(&self) -> &str {
+        &self.config.hostname
+    }
+
+    /// Answer for a command line longer than its limit (RFC 5321 §4.5.3.1.4, §4.2.2 → 500).
+    pub(crate) fn line_too_long(&mut self) -> Output {
+        self.finish(Reply::line_too_long(), Next::Command)
+    }
+
+    /// Handle one command line (with its line ending).
+    pub(crate) fn command<B: Backend>(&mut self, line: &[u8], backend: &B) -> Output {
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(request) => request,
+            Err(error) => return self.finish(parse_error_reply(&error), Next::Command),
+        };
+        let (reply, next) = match request {
+            Request::Ehlo { host } | Request::Helo { host } if !is_printable(&host) => {
+                (Reply::syntax("invalid domain"), Next::Command)
+            }
+            Request::Ehlo { host } => {
+                self.greet(&host);
+                let r = Reply::ehlo(self.hostname(), &host, self.config.max_message_size);
+                (r, Next::Command)
+            }
+            Request::Helo { host } => {
+                self.greet(&host);
+                (Reply::helo(self.hostname()), Next::Command)
+            }
+            Request::Mail { from } => (self.mail(from, backend), Next::Command),
+            Request::Rcpt { to } => (self.rcpt(to, backend), Next::Command),
+            Request::Data => self.data(),
+            Request::Rset => {
+                self.reset();
+                (Reply::ok(), Next::Command)
+            }
+            Request::Noop { .. } => (Reply::ok(), Next::Command),
+            Request::Quit => (Reply::bye(self.hostname()), Next::Close),
+            Request::Vrfy { .. } => (Reply::vrfy(), Next::Command),
+            Request::Help { .. } => (Reply::help(), Next::Command),
+            // LHLO is LMTP (RFC 2033), not a command of this service.
+            Request::Lhlo { .. } => (Reply::unknown_command(), Next::Command),
+            // EXPN and the extensions we do not offer: recognized, not implemented
+            // (RFC 5321 §4.2.4, §3.5.3 → 502).
+            Request::Expn { .. }
+            | Request::StartTls
+            | Request::Auth { .. }
+            | Request::Bdat { .. }
+            | Request::Burl { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. } => (Reply::not_implemented(), Next::Command),
+        };
+        self.finish(reply, next)
+    }
+
+    /// Count a negative reply; past `max_errors` add `421 4.7.0` and close.
+    fn finish(&mut self, reply: Reply, next: Next) -> Output {
+        let mut replies = vec![reply];
+        let mut next = next;
+        if replies[0].is_negative() {
+            self.errors += 1;
+            if self.errors >= self.config.max_errors {
+                replies.push(Reply::too_many_errors(self.hostname()));
+                next = Next::Close;
+            }
+        }
+        Output { replies, next }
+    }
+
+    /// EHLO/HELO: record the name and reset any transaction (RFC 5321 §4.1.4).
+    fn greet(&mut self, host: &str) {
+        self.reset();
+        self.envelope.helo = host.to_string();
+        self.state = State::Ready;
+    }
+
+    /// Drop the transaction, keep helo and client address (RSET, RFC 5321 §4.1.1.5).
+    fn reset(&mut self) {
+        let helo = std::mem::take(&mut self.envelope.helo);
+        let client_addr = std::mem::take(&mut self.envelope.client_addr);
+        self.envelope = Envelope {
+            helo,
+            client_addr,
+            ..Envelope::default()
+        };
+        if self.state != State::Connected {
+            self.state = State::Ready;
+        }
+    }
+
+    fn mail<B: Backend>(
+        &mut self,
+        from: MailFrom<std::borrow::Cow<'_, str>>,
+        backend: &B,
+    ) -> Reply {
+        match self.state {
+            State::Connected => return Reply::bad_sequence("send EHLO or HELO first"),
+            State::Mail | State::Rcpt => return Reply::bad_sequence("sender already given"),
+            State::Ready => {}
+        }
+        if !from.address.is_ascii() {
+            return Reply::non_ascii_address();
+        }
+        if from.flags & MAIL_UNOFFERED != 0
+            || from.by != 0
+            || from.hold_for != 0
+            || from.hold_until != 0
+            || from.mt_priority != 0
+            || from.trans_id.is_some()
+            || from.solicit.is_some()
+            || from.mtrk.is_some()
+            || from.auth.is_some()
+        {
+            return Reply::unsupported_parameter();
+        }
+        // RFC 1870 §6.3: a declared size over the fixed maximum is refused at once.
+        if from.size > self.config.max_message_size {
+            return Reply::too_big();
+        }
+        let ret = match (
+            from.flags & smtp_proto::MAIL_RET_FULL != 0,
+            from.flags & smtp_proto::MAIL_RET_HDRS != 0,
+        ) {
+            (false, false) => None,
+            (true, false) => Some(Ret::Full),
+            (false, true) => Some(Ret::Hdrs),
+            (true, true) => return Reply::syntax("RET given twice"),
+        };
+        let body = match (
+            from.flags & smtp_proto::MAIL_BODY_7BIT != 0,
+            from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
+        ) {
+            (false, false) => None,
+            (true, false) => Some("7BIT".to_string()),
+            (false, true) => Some("8BITMIME".to_string()),
+            (true, true) => return Reply::syntax("BODY given twice"),
+        };
+        // RFC 3461 §4.4: ENVID is printable (graphic) US-ASCII once xtext-decoded.
+        if let Some(envid) = &from.env_id {
+            if !envid.chars().all(|c| c.is_ascii_graphic()) {
+                return Reply::syntax("invalid ENVID");
+            }
+        }
+        self.envelope.mail_from = from.address.into_owned();
+        self.envelope.ret = ret;
+        self.envelope.envid = from.env_id.map(|e| e.into_owned());
+        self.envelope.body = body;
+        match backend.mail(&self.envelope) {
+            Ok(()) => {
+                self.state = State::Mail;
+                Reply::sender_ok()
+            }
+            Err(reply) => {
+                self.reset();
+                reply.normalized()
+            }
+        }
+    }
+
+    fn rcpt<B: Backend>(&mut self, to: RcptTo<std::borrow::Cow<'_, str>>, backend: &B) -> Reply {
+        match self.state {
+            State::Connected | State::Ready => return Reply::bad_sequence("send MAIL first"),
+            State::Mail | State::Rcpt => {}
+        }
+        if to.address.is_empty() {
+            return Reply::bad_recipient_syntax();
+        }
+        if !to.address.is_ascii() {
+            return Reply::non_ascii_address();
+        }
+        if to.flags & (smtp_proto::RCPT_CONNEG | smtp_proto::RCPT_RRVS_REJECT) != 0
+            || to.flags & smtp_proto::RCPT_RRVS_CONTINUE != 0
+            || to.rrvs != 0
+        {
+            return Reply::unsupported_parameter();
+        }
+        let notify = match notify_from_flags(to.flags) {
+            Ok(n) => n,
+            Err(reply) => return reply,
+        };
+        // RFC 3461 §4.2: ORCPT is `addr-type ";" xtext`; smtp-proto accepts only `rfc822`
+        // and hands back the decoded address without its type. A decoded control or
+        // non-ASCII character is no rfc822 address.
+        let orcpt = match &to.orcpt {
+            Some(addr) if addr.chars().all(|c| (' '..='~').contains(&c)) => {
+                Some(format!("rfc822;{addr}"))
+            }
+            Some(_) => return Reply::syntax("invalid ORCPT"),
+            None => None,
+        };
+        // RFC 5321 §4.5.3.1.10: 452 for recipients past our limit.
+        if self.envelope.rcpts.len() >= self.config.max_recipients {
+            return Reply::too_many_recipients();
+        }
+        let recipient = Recipient {
+            address: to.address.into_owned(),
+            notify,
+            orcpt,
+        };
+        match backend.rcpt(&self.envelope, &recipient) {
+            Ok(()) => {
+                self.envelope.rcpts.push(recipient);
+                self.state = State::Rcpt;
+                Reply::recipient_ok()
+            }
+            Err(reply) => reply.normalized(),
+        }
+    }
+
+    fn data(&mut self) -> (Reply, Next) {
+        match self.state {
+            State::Rcpt => (Reply::start_data(), Next::Data),
+            State::Connected | State::Ready => (
+                Reply::bad_sequence("send MAIL and RCPT first"),
+                Next::Command,
+            ),
+            // RFC 2920 §3.1 / RFC 5321 §3.3: no accepted recipient, no DATA.
+            State::Mail => (Reply::bad_sequence("no valid recipients"), Next::Command),
+        }
+    }
+
+    /// The DATA block ended. `oversize`: more than `max_message_size` octets were sent
+    /// (→ `552 5.3.4`, RFC 1870 §6.4). Either way the transaction is over (RFC 5321 §4.1.1.4);
+    /// `Ok` carries the envelope to hand to [`Backend::data`] with the message.
+    pub(crate) fn data_end(&mut self, oversize: bool) -> Result<Envelope, Reply> {
+        let envelope = self.envelope.clone();
+        self.reset();
+        if oversize {
+            Err(Reply::too_big())
+        } else {
+            Ok(envelope)
+        }
+    }
+
+    /// `421 4.4.2` for a read that timed out (RFC 5321 §4.5.3.2, RFC 3463 X.4.2).
+    pub(crate) fn timeout_reply(&self) -> Reply {
+        Reply::timeout(self.hostname())
+    }
+
+    /// `421 4.3.2` when the service stops (RFC 5321 §3.8, RFC 3463 X.3.2).
+    pub(crate) fn shutdown_reply(&self) -> Reply {
+        Reply::shutting_down(self.hostname())
+    }
+}
+
+/// RFC 5321 §4.1.1.1 / §4.1.3: a domain or address literal is printable US-ASCII.
+fn is_printable(text: &str) -> bool {
+    text.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// NOTIFY flags → [`Notify`]; `NEVER` with anything else is a syntax error (RFC 3461 §4.1).
+fn notify_from_flags(flags: u64) -> Result<Option<Notify>, Reply> {
+    let never = flags & smtp_proto::RCPT_NOTIFY_NEVER != 0;
+    let notify = Notify {
+        success: flags & smtp_proto::RCPT_NOTIFY_SUCCESS != 0,
+        failure: flags & smtp_proto::RCPT_NOTIFY_FAILURE != 0,
+        delay: flags & smtp_proto::RCPT_NOTIFY_DELAY != 0,
+    };
+    let any = notify.success || notify.failure || notify.delay;
+    match (never, any) {
+        (true, true) => Err(Reply::syntax("NOTIFY=NEVER cannot be combined")),
+        (true, false) | (false, true) => Ok(Some(notify)),
+        (false, false) => Ok(None),
+    }
+}
+
+/// smtp-proto's parse errors → replies; its own texts are never sent.
+fn parse_error_reply(error: &ParseError) -> Reply {
+    match error {
+        ParseError::UnknownCommand => Reply::unknown_command(),
+        ParseError::InvalidSenderAddress => Reply::bad_sender_syntax(),
+        ParseError::InvalidRecipientAddress => Reply::bad_recipient_syntax(),
+        // RFC 5321 §4.1.1.11: parameters not recognized or not implemented.
+        ParseError::UnsupportedParameter { .. } => Reply::unsupported_parameter(),
+        ParseError::InvalidParameter { param } => Reply::syntax(&format!("invalid {param}")),
+        ParseError::SyntaxError { syntax } => Reply::syntax(&format!("use {syntax}")),
+        ParseError::NeedsMoreData { .. }
+        | ParseError::ResponseTooLong
+        | ParseError::InvalidResponse { .. } => Reply::syntax("malformed command"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Accept;
+    impl Backend for Accept {
+        fn rcpt(&self, _: &Envelope, r: &Recipient) -> Result<(), Reply> {
+            if r.address.ends_with("@gw.example.test") {
+                Ok(())
+            } else {
+                Err(Reply::new(550, "5.7.1", "Relaying denied"))
+            }
+        }
+        async fn data(&self, _: Envelope, _: Vec<u8>) -> Reply {
+            Reply::new(250, "2.0.0", "queued")
+        }
+    }
+
+    fn session() -> Session {
+        let config = ListenerConfig {
+            hostname: "gw.example.test".into(),
+            max_message_size: 1000,
+            max_recipients: 2,
+            max_errors: 5,
+            ..ListenerConfig::default()
+        };
+        Session::new(Arc::new(config), "127.0.0.1:1".into())
+    }
+
+    fn say(s: &mut Session, line: &str) -> (u16, Option<String>, Next) {
+        let out = s.command(format!("{line}\r\n").as_bytes(), &Accept);
+        let r = &out.replies[0];
+        (r.code, r.enhanced.clone(), out.next)
+    }
+
+    fn code(s: &mut Session, line: &str) -> String {
+        let (c, e, _) = say(s, line);
+        format!("{c} {}", e.unwrap_or_default())
+    }
+
+    #[test]
+    fn order_is_enforced() {
+        let mut s = session();
+        assert_eq!(code(&mut s, "MAIL FROM:<a@b.example>"), "503 5.5.1");
+        assert_eq!(code(&mut s, "RCPT TO:<x@gw.example.test>"), "503 5.5.1");
+        assert_eq!(code(&mut s, "DATA"), "503 5.5.1");
+        assert_eq!(code(&mut s, "EHLO c\x01.example"), "501 5.5.4");
+        assert_eq!(code(&mut s, "EHLO c.example"), "250 ");
+        assert_eq!(code(&mut s, "DATA"), "503 5.5.1");
+        assert_eq!(code(&mut s, "MAIL FROM:<>"), "250 2.1.0");
+        assert_eq!(code(&mut s, "MAIL FROM:<>"), "503 5.5.1");
+        assert_eq!(code(&mut s, "DATA"), "503 5.5.1");
+        assert_eq!(code(&mut s, "RCPT TO:<x@gw.example.test>"), "250 2.1.5");
+        assert_eq!(say(&mut s, "DATA").2, Next::Data);
+    }
+
+    #[test]
+    fn parameters_are_recorded() {
+        let mut s = session();
+        code(&mut s, "EHLO c.example");
+        assert_eq!(
+            code(
+                &mut s,
+                "MAIL FROM:<a@b.example> RET=HDRS ENVID=JOB+2B1 BODY=8BITMIME SIZE=10"
+            ),
+            "250 2.1.0"
+        );
+        assert_eq!(
+            code(
+                &mut s,
+                "RCPT TO:<x@gw.example.test> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;+2B1555@gw.example.test"
+            ),
+            "250 2.1.5"
+        );
+        let env = s.data_end(false).unwrap();
+        assert_eq!(env.ret, Some(Ret::Hdrs));
+        assert_eq!(env.envid.as_deref(), Some("JOB+1"));
+        assert_eq!(env.body.as_deref(), Some("8BITMIME"));
+        assert_eq!(env.helo, "c.example");
+        let r = &env.rcpts[0];
+        assert_eq!(r.orcpt.as_deref(), Some("rfc822;+1555@gw.example.test"));
+        assert_eq!(
+            r.notify,
+            Some(Notify {
+                success: true,
+                failure: false,
+                delay: true
+            })
+        );
+    }
+
+    #[test]
+    fn bad_parameters() {
+        let mut s = session();
+        code(&mut s, "EHLO c.example");
+        assert_eq!(
+            code(&mut s, "MAIL FROM:<a@b.example> SIZE=1001"),
+            "552 5.3.4"
+        );
+        assert_eq!(code(&mut s, "MAIL FROM:<a@b.example> FOO=1"), "555 5.5.4");
+        assert_eq!(
+            code(&mut s, "MAIL FROM:<a@b.example> SMTPUTF8"),
+            "555 5.5.4"
+        );
+        assert_eq!(
+            code(&mut s, "MAIL FROM:<a@b.example> RET=FULL RET=HDRS"),
+            "501 5.5.4"
+        );
+        assert_eq!(code(&mut s, "MAIL FROM:<a@b.example>"), "250 2.1.0");
+        assert_eq!(
+            code(&mut s, "RCPT TO:<x@gw.example.test> NOTIFY=NEVER,SUCCESS"),
+            "501 5.5.4"
+        );
+        // `+15` is the xtext of the octet 0x15 (RFC 3461 §4): no address.
+        assert_eq!(
+            code(
+                &mut s,
+                "RCPT TO:<x@gw.example.test> ORCPT=rfc822;+15550100@gw.example.test"
+            ),
+            "501 5.5.4"
+        );
+    }
+
+    #[test]
+    fn recipient_limit_and_errors_limit() {
+        let mut s = session();
+        code(&mut s, "HELO c.example");
+        code(&mut s, "MAIL FROM:<a@b.example>");
+        assert_eq!(code(&mut s, "RCPT TO:<u@other.example>"), "550 5.7.1");
+        assert_eq!(code(&mut s, "RCPT TO:<1@gw.example.test>"), "250 2.1.5");
+        assert_eq!(code(&mut s, "RCPT TO:<2@gw.example.test>"), "250 2.1.5");
+        assert_eq!(code(&mut s, "RCPT TO:<3@gw.example.test>"), "452 4.5.3");
+        assert_eq!(code(&mut s, "FOO"), "500 5.5.2");
+        assert_eq!(code(&mut s, "BAR"), "500 5.5.2");
+        let out = s.command(b"BAZ\r\n", &Accept);
+        assert_eq!(out.replies.len(), 2);
+        assert_eq!(out.replies[1].code, 421);
+        assert_eq!(out.replies[1].enhanced.as_deref(), Some("4.7.0"));
+        assert_eq!(out.next, Next::Close);
+    }
+}
