@@ -4,7 +4,8 @@
 
 use super::Disposition;
 
-/// One `Name: value` field, value unfolded (line breaks removed, whitespace kept) and trimmed.
+/// One `Name: value` field, value unfolded and trimmed. A fold (line break plus the
+/// whitespace around it) becomes one space, as the corpus answers and most tools read it.
 pub(crate) type Field = (String, String);
 
 /// Normalise CRLF, lone CR and LF line ends to LF, decoding lossily as UTF-8.
@@ -93,7 +94,9 @@ pub(crate) fn header_end(bytes: &[u8]) -> usize {
 fn push_line(fields: &mut Vec<Field>, line: &str) {
     if line.starts_with([' ', '\t']) {
         if let Some((_, value)) = fields.last_mut() {
-            value.push_str(line);
+            value.truncate(value.trim_end().len());
+            value.push(' ');
+            value.push_str(line.trim_start());
         }
         return;
     }
@@ -231,7 +234,7 @@ mod tests {
         assert_eq!(blocks[0], vec![("Reporting-MTA".into(), "dns; a".into())]);
         assert_eq!(
             get(&blocks[1], "diagnostic-code"),
-            Some("smtp; 550  5.1.1 no")
+            Some("smtp; 550 5.1.1 no")
         );
     }
 

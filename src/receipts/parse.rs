@@ -71,6 +71,9 @@ fn parse_inner(bytes: &[u8]) -> Report {
         return unparseable("no header section found");
     };
     let Some(found) = find_report(&message, 0) else {
+        if let Some(report) = report_without_status(&message) {
+            return report;
+        }
         let top = fields::header_fields(bytes);
         let mut report = super::bounce::classic_bounce(bytes, &top)
             .unwrap_or_else(|| Report::empty(ReportKind::NotAReport));
@@ -108,6 +111,41 @@ fn find_report<'a>(message: &'a Message<'_>, depth: usize) -> Option<Found<'a>> 
         PartType::Message(inner) => find_report(inner, depth + 1),
         _ => None,
     })
+}
+
+/// A multipart/report whose report-type names a DSN or MDN but which lost its status part
+/// (seen in trimmed Exchange/Office 365 samples): a report with no recipients.
+fn report_without_status(message: &Message<'_>) -> Option<Report> {
+    let ct = message.parts.first()?.content_type()?;
+    if !ct.ctype().eq_ignore_ascii_case("multipart")
+        || !ct
+            .subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+    {
+        return None;
+    }
+    let report_type = ct.attribute("report-type")?.to_ascii_lowercase();
+    let kind = match report_type.as_str() {
+        "delivery-status" | "global-delivery-status" => ReportKind::Dsn,
+        "disposition-notification" | "global-disposition-notification" => ReportKind::Mdn,
+        _ => return None,
+    };
+    let mut report = Report::empty(kind);
+    let own = fields::header_fields(message_headers(message));
+    report.in_reply_to = get(&own, "In-Reply-To").and_then(fields::msg_id);
+    report.returned_message_id = message
+        .parts
+        .iter()
+        .filter(|p| is_returned_type(p))
+        .find_map(returned_headers)
+        .and_then(|h| get(&fields::header_fields(h), "Message-ID").and_then(fields::msg_id));
+    Some(report)
+}
+
+fn is_returned_type(part: &MessagePart<'_>) -> bool {
+    let (t, s) = content_type(part);
+    (t == "message" && matches!(s.as_str(), "rfc822" | "global" | "global-headers"))
+        || (t == "text" && s == "rfc822-headers")
 }
 
 fn content_type(part: &MessagePart<'_>) -> (String, String) {
@@ -148,11 +186,7 @@ fn returned_after<'a>(message: &'a Message<'_>, index: usize) -> Option<&'a Mess
     siblings[position + 1..]
         .iter()
         .filter_map(|&s| message.parts.get(s as usize))
-        .find(|p| {
-            let (t, s) = content_type(p);
-            (t == "message" && matches!(s.as_str(), "rfc822" | "global" | "global-headers"))
-                || (t == "text" && s == "rfc822-headers")
-        })
+        .find(|p| is_returned_type(p))
 }
 
 fn returned_headers<'a>(part: &'a MessagePart<'a>) -> Option<&'a [u8]> {
