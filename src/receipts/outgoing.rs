@@ -81,7 +81,7 @@ pub fn build_dsn(dsn: &OutgoingDsn) -> Vec<u8> {
     out.push_str(&format!(
         "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
     ));
-    out.push_str("This is a MIME-encapsulated message.\r\n\r\n");
+    out.push_str("This is a MIME-encapsulated message.\r\n");
 
     let mut msg = out.into_bytes();
     let text_cte = if human.is_ascii() { "7bit" } else { "8bit" };
@@ -111,7 +111,7 @@ pub fn build_dsn(dsn: &OutgoingDsn) -> Vec<u8> {
     );
     msg.extend_from_slice(&returned);
     ensure_crlf_end(&mut msg);
-    msg.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    msg.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     msg
 }
 
@@ -170,8 +170,10 @@ fn returned_bytes(dsn: &OutgoingDsn) -> Vec<u8> {
     }
 }
 
+/// Opens a body part. The CRLF before a delimiter belongs to the delimiter (RFC 2046
+/// §5.1.1), so every part's content, which ends in CRLF, is followed by one more.
 fn part_header(msg: &mut Vec<u8>, boundary: &str, headers: &str) {
-    msg.extend_from_slice(format!("--{boundary}\r\n{headers}\r\n\r\n").as_bytes());
+    msg.extend_from_slice(format!("\r\n--{boundary}\r\n{headers}\r\n\r\n").as_bytes());
 }
 
 fn ensure_crlf_end(msg: &mut Vec<u8>) {
