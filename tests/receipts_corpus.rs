@@ -420,6 +420,17 @@ fn selected_dsn_corpus_files() {
         Some("<000000000.9999999999999.JavaMail.postmaster@mailhub>")
     );
 
+    // Two message/delivery-status parts; the second holds the recipient block.
+    let r = p("multipart_report_multiple_status.eml");
+    assert_eq!(r.kind, ReportKind::Dsn);
+    assert_eq!(r.recipients.len(), 1);
+    assert_eq!(
+        r.recipients[0].final_recipient.as_deref(),
+        Some("<u@ci.com>")
+    );
+    assert_eq!(r.recipients[0].action.as_deref(), Some("failed"));
+    assert_eq!(r.recipients[0].status.as_deref(), Some("5.3.0"));
+
     for f in ["is-not-bounce-01.eml", "arf-01.eml"] {
         assert_eq!(p(f).kind, ReportKind::NotAReport, "{f}");
     }

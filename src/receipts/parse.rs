@@ -43,7 +43,9 @@ enum StatusKind {
 /// The report part found in the tree, with what surrounds it.
 struct Found<'a> {
     kind: StatusKind,
-    status: &'a [u8],
+    /// Every status part of that kind in the message, joined by a blank line (some MTAs
+    /// write one per recipient).
+    status: Vec<u8>,
     /// Header section of the returned original (message/rfc822, text/rfc822-headers, …).
     returned: Option<&'a [u8]>,
     /// Header section of the message that holds the report.
@@ -82,8 +84,8 @@ fn parse_inner(bytes: &[u8]) -> Report {
     };
     let own = fields::header_fields(found.own_headers);
     let mut report = match found.kind {
-        StatusKind::Dsn => dsn_report(found.status),
-        StatusKind::Mdn => mdn_report(found.status),
+        StatusKind::Dsn => dsn_report(&found.status),
+        StatusKind::Mdn => mdn_report(&found.status),
     };
     report.in_reply_to = get(&own, "In-Reply-To").and_then(fields::msg_id);
     report.returned_message_id = found.returned.and_then(|h| {
@@ -96,9 +98,16 @@ fn parse_inner(bytes: &[u8]) -> Report {
 fn find_report<'a>(message: &'a Message<'_>, depth: usize) -> Option<Found<'a>> {
     for (index, part) in message.parts.iter().enumerate() {
         if let Some(kind) = status_kind(part) {
+            let mut status = Vec::new();
+            for other in &message.parts[index..] {
+                if status_kind(other) == Some(kind) {
+                    status.extend_from_slice(other.contents());
+                    status.extend_from_slice(b"\n\n");
+                }
+            }
             return Some(Found {
                 kind,
-                status: part.contents(),
+                status,
                 returned: returned_after(message, index).and_then(returned_headers),
                 own_headers: message_headers(message),
             });
