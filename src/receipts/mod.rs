@@ -1,12 +1,23 @@
 //! Receipt tracker: parse DSNs (RFC 3464, RFC 6533) and MDNs (RFC 8098, RFC 3798) and correlate
 //! them to fax jobs.
 //!
-//! STUB: the public API below is the contract; bodies are filled in by the receipts work.
+//! Files: `parse.rs` (MIME walk), `fields.rs` (field blocks), `bounce.rs` (classic bounces),
+//! `correlate.rs`, `xtext.rs` (RFC 3461 §4), `outgoing.rs` (DSNs we send, RFC 3464 + RFC 6522).
 
 mod outgoing;
 pub use outgoing::*;
 
 use serde::Serialize;
+
+mod bounce;
+mod correlate;
+mod fields;
+mod outgoing;
+mod parse;
+mod xtext;
+
+pub use outgoing::{build_dsn, DsnRecipient, OutgoingDsn};
+pub use xtext::{xtext_decode, xtext_encode};
 
 /// What a message turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,10 +77,45 @@ pub struct Report {
     pub disposition: Option<Disposition>,
 }
 
+impl Report {
+    /// A report of `kind` with every field absent (`file`, `error` and all values `None`,
+    /// no recipients).
+    pub fn empty(kind: ReportKind) -> Report {
+        Report {
+            file: None,
+            kind,
+            error: None,
+            envid: None,
+            original_message_id: None,
+            returned_message_id: None,
+            in_reply_to: None,
+            reporting_mta: None,
+            recipients: Vec::new(),
+            disposition: None,
+        }
+    }
+}
+
 /// Parse one message (raw RFC 5322 bytes; CRLF, LF or CR line ends). Never panics: a message
 /// that cannot be read becomes [`ReportKind::Unparseable`] with `error` set.
-pub fn parse(_message: &[u8]) -> Report {
-    unimplemented!("receipts::parse")
+///
+/// - The first `message/delivery-status` / `message/global-delivery-status` part (RFC 3464
+///   §2, RFC 6533 §6.2) makes a [`ReportKind::Dsn`]: `envid` = Original-Envelope-Id,
+///   `reporting_mta` = Reporting-MTA (as written, e.g. `dns; mta.example`), one
+///   [`RecipientReport`] per per-recipient block in block order.
+/// - `message/disposition-notification` (RFC 8098 §3, RFC 3798, RFC 6533 §6.3) makes a
+///   [`ReportKind::Mdn`]: `original_message_id`, `disposition`, one recipient entry.
+/// - The part is found in an RFC 6522 multipart/report, also one nested in message/rfc822.
+///   `returned_message_id` is the Message-ID of the returned original that follows it
+///   (message/rfc822, message/global, text/rfc822-headers; may be truncated).
+/// - `in_reply_to` is the first msg-id of the In-Reply-To of the message holding the report.
+/// - A qmail bounce is a [`ReportKind::Bounce`]; everything else (auto-replies, ARF
+///   feedback reports, ordinary mail) is [`ReportKind::NotAReport`].
+///
+/// Values are as written (never xtext-decoded), with an `rfc822;`/`utf-8;` address type
+/// split off recipients, Action lower-cased and Status cut to its `x.y.z` code.
+pub fn parse(message: &[u8]) -> Report {
+    parse::parse(message)
 }
 
 /// Finds jobs by the identifiers a report carries.
@@ -104,6 +150,11 @@ pub enum Correlation {
 
 /// Correlate a report to a job: ENVID as written, then its xtext-decoded form (INTERFACE.md),
 /// then Original-Message-ID, then the returned message's Message-ID, then In-Reply-To/References.
-pub fn correlate(_report: &Report, _lookup: &dyn JobLookup) -> Correlation {
-    unimplemented!("receipts::correlate")
+///
+/// The xtext-decoded ENVID is tried only when the ENVID as written matches nothing. When two
+/// identifiers name different jobs the report is an [`Correlation::Orphan`] (never guessed).
+/// [`ReportKind::NotAReport`] and [`ReportKind::Unparseable`] give
+/// [`Correlation::NotAReport`].
+pub fn correlate(report: &Report, lookup: &dyn JobLookup) -> Correlation {
+    correlate::correlate(report, lookup)
 }
