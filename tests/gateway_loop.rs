@@ -39,7 +39,9 @@ async fn full_loop_fax_mail_fax_dsn() {
     let j2 = gw.shared.submit_fax(&png).unwrap();
     for job in [&j1, &j2] {
         let ev = work
-            .wait_for(30, "a delivered DSN", |e| &e.job == job && e.event == "dsn_received")
+            .wait_for(30, "a delivered DSN", |e| {
+                &e.job == job && e.event == "dsn_received"
+            })
             .await;
         assert_eq!(ev.str("action"), Some("delivered"), "{}", ev.to_line());
         assert_eq!(ev.str("status"), Some("2.0.0"));
@@ -49,7 +51,11 @@ async fn full_loop_fax_mail_fax_dsn() {
 
     let events = work.events();
     for job in [&j1, &j2] {
-        let names: Vec<&str> = events.iter().filter(|e| &e.job == job).map(|e| e.event.as_str()).collect();
+        let names: Vec<&str> = events
+            .iter()
+            .filter(|e| &e.job == job)
+            .map(|e| e.event.as_str())
+            .collect();
         assert_eq!(names.first(), Some(&"onramp_submitted"), "{names:?}");
         assert!(names.contains(&"mail_sent"), "{names:?}");
         // The offramp side of the same mail: received with our ENVID, faxed.
@@ -57,20 +63,30 @@ async fn full_loop_fax_mail_fax_dsn() {
             .iter()
             .find(|e| e.event == "offramp_received" && e.str("envid") == Some(job.as_str()))
             .expect("offramp_received with the onramp job's ENVID");
-        assert!(events.iter().any(|e| e.job == off.job && e.event == "fax_delivered"));
-        assert!(events.iter().any(|e| e.job == off.job && e.event == "dsn_sent"));
+        assert!(events
+            .iter()
+            .any(|e| e.job == off.job && e.event == "fax_delivered"));
+        assert!(events
+            .iter()
+            .any(|e| e.job == off.job && e.event == "dsn_sent"));
     }
 
     // One TIFF per fax; libtiff decodes each cleanly as G3 1-D, 1728 wide, right page count.
     let tiffs = work.outbox_tiffs();
     assert_eq!(tiffs.len(), 2, "{tiffs:?}");
-    let fixture_pages = libtiff_pages(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif"));
+    let fixture_pages = libtiff_pages(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif"),
+    );
     assert_eq!(fixture_pages.len(), 3);
     let mut by_pages: Vec<(usize, std::path::PathBuf)> = Vec::new();
     for t in &tiffs {
         let (ok, out, err) = run("tiffinfo", &["-D", t.to_str().unwrap()]);
         assert!(ok, "tiffinfo failed: {err}");
-        assert!(err.trim().is_empty(), "tiffinfo -D warned on {}: {err}", t.display());
+        assert!(
+            err.trim().is_empty(),
+            "tiffinfo -D warned on {}: {err}",
+            t.display()
+        );
         assert!(out.contains("Compression Scheme: CCITT Group 3"), "{out}");
         assert!(!out.contains("2-D"), "profile S is 1-D MH: {out}");
         let widths = out.matches("Image Width: 1728").count();
@@ -87,12 +103,18 @@ async fn full_loop_fax_mail_fax_dsn() {
     assert_eq!(out_pages.len(), 3);
     for (i, (a, b)) in out_pages.iter().zip(&fixture_pages).enumerate() {
         assert_eq!((a.0, a.1), (b.0, b.1), "page {i} size");
-        assert!(mask_padding(a.0, a.1, &a.2) == mask_padding(b.0, b.1, &b.2), "page {i} pixels differ");
+        assert!(
+            mask_padding(a.0, a.1, &a.2) == mask_padding(b.0, b.1, &b.2),
+            "page {i} pixels differ"
+        );
     }
     // The scan: the pixels libtiff decodes equal the page the onramp encoded.
     let encoded = tiff_f::convert(
         &[&fixture("scan-page.png")],
-        &WriteOptions { bilevel: tiff_f::Bilevel::FloydSteinberg, ..WriteOptions::default() },
+        &WriteOptions {
+            bilevel: tiff_f::Bilevel::FloydSteinberg,
+            ..WriteOptions::default()
+        },
         &Limits::default(),
     )
     .unwrap();
@@ -102,7 +124,10 @@ async fn full_loop_fax_mail_fax_dsn() {
     let got = libtiff_pages(&by_pages[0].1);
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].0, got[0].1), (expected[0].0, expected[0].1));
-    assert!(mask_padding(got[0].0, got[0].1, &got[0].2) == mask_padding(expected[0].0, expected[0].1, &expected[0].2));
+    assert!(
+        mask_padding(got[0].0, got[0].1, &got[0].2)
+            == mask_padding(expected[0].0, expected[0].1, &expected[0].2)
+    );
 }
 
 /// Read one (possibly multi-line) SMTP reply; returns its last line.
@@ -204,21 +229,39 @@ async fn message_without_tiff_gets_a_5_6_failure_dsn_correlated_back() {
         return;
     }
     let work = Workdir::new();
-    seed_onramp_job(&work, "ON-test-notiff", "<ON-test-notiff.x@gw.example.test>");
+    seed_onramp_job(
+        &work,
+        "ON-test-notiff",
+        "<ON-test-notiff.x@gw.example.test>",
+    );
     let gw = start(&work, |t| t).await;
     let port = gw.local_addr.port();
     let (ok, out, err) = tokio::task::spawn_blocking(move || {
-        smtplib_send(port, "ON-test-notiff", "FAILURE", "msg.set_content('no image here, just text')")
+        smtplib_send(
+            port,
+            "ON-test-notiff",
+            "FAILURE",
+            "msg.set_content('no image here, just text')",
+        )
     })
     .await
     .unwrap();
     assert!(ok, "smtplib failed: {out} {err}");
     let ev = work
-        .wait_for(30, "the failure DSN", |e| e.job == "ON-test-notiff" && e.event == "dsn_received")
+        .wait_for(30, "the failure DSN", |e| {
+            e.job == "ON-test-notiff" && e.event == "dsn_received"
+        })
         .await;
     assert_eq!(ev.str("action"), Some("failed"), "{}", ev.to_line());
-    assert!(ev.str("status").is_some_and(|s| s.starts_with("5.6.")), "{}", ev.to_line());
-    assert!(work.outbox_tiffs().is_empty(), "no fax for a message without an image");
+    assert!(
+        ev.str("status").is_some_and(|s| s.starts_with("5.6.")),
+        "{}",
+        ev.to_line()
+    );
+    assert!(
+        work.outbox_tiffs().is_empty(),
+        "no fax for a message without an image"
+    );
     gw.shutdown().await;
 }
 
@@ -228,7 +271,11 @@ async fn python_smtplib_with_dsn_parameters_gets_a_success_dsn() {
         return;
     }
     let work = Workdir::new();
-    seed_onramp_job(&work, "ON-test-smtplib", "<ON-test-smtplib.x@gw.example.test>");
+    seed_onramp_job(
+        &work,
+        "ON-test-smtplib",
+        "<ON-test-smtplib.x@gw.example.test>",
+    );
     let gw = start(&work, |t| t).await;
     let port = gw.local_addr.port();
     let tif = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
@@ -236,19 +283,31 @@ async fn python_smtplib_with_dsn_parameters_gets_a_success_dsn() {
         "msg.set_content('fax attached')\nmsg.add_attachment(open({:?}, 'rb').read(), maintype='image', subtype='tiff', filename='fax.tif', params={{'application': 'faxbw'}})",
         tif.display().to_string()
     );
-    let (ok, out, err) =
-        tokio::task::spawn_blocking(move || smtplib_send(port, "ON-test-smtplib", "SUCCESS,FAILURE", &body)).await.unwrap();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        smtplib_send(port, "ON-test-smtplib", "SUCCESS,FAILURE", &body)
+    })
+    .await
+    .unwrap();
     assert!(ok, "smtplib failed: {out} {err}");
     assert!(out.contains("refused {}"), "{out}");
-    let received = work.wait_for(10, "offramp_received", |e| e.event == "offramp_received").await;
+    let received = work
+        .wait_for(10, "offramp_received", |e| e.event == "offramp_received")
+        .await;
     assert_eq!(received.str("envid"), Some("ON-test-smtplib"));
     let ev = work
-        .wait_for(30, "the success DSN", |e| e.job == "ON-test-smtplib" && e.event == "dsn_received")
+        .wait_for(30, "the success DSN", |e| {
+            e.job == "ON-test-smtplib" && e.event == "dsn_received"
+        })
         .await;
     assert_eq!(ev.str("action"), Some("delivered"), "{}", ev.to_line());
     assert_eq!(ev.str("status"), Some("2.0.0"));
     // ORCPT as the client sent it (RFC 3461 §4.2), decoded from xtext by the listener.
-    assert_eq!(ev.str("recipient"), Some("+12025550100@gw.example.test"), "{}", ev.to_line());
+    assert_eq!(
+        ev.str("recipient"),
+        Some("+12025550100@gw.example.test"),
+        "{}",
+        ev.to_line()
+    );
     assert_eq!(work.outbox_tiffs().len(), 1);
     gw.shutdown().await;
 }
@@ -262,24 +321,43 @@ async fn restart_in_the_middle_completes_the_job_with_one_fax() {
     drop(dead);
     let gw = start(&work, |t| {
         let mut lines: Vec<String> = t.lines().map(str::to_string).collect();
-        let i = lines.iter().position(|l| l.trim_start().starts_with("- 127.0.0.1:")).unwrap();
+        let i = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("- 127.0.0.1:"))
+            .unwrap();
         lines[i] = format!("    - 127.0.0.1:{dead_port}");
         lines.join("\n")
     })
     .await;
     let job = gw.shared.submit_fax(&g3_fax()).unwrap();
-    work.wait_for(20, "mail_deferred", |e| e.job == job && e.event == "mail_deferred").await;
+    work.wait_for(20, "mail_deferred", |e| {
+        e.job == job && e.event == "mail_deferred"
+    })
+    .await;
     gw.shutdown().await;
     assert!(!work.events().iter().any(|e| e.event == "mail_sent"));
 
     // Second run on the same spool and journal, smarthost back (our own listener).
     let gw = start(&work, |t| t).await;
-    let ev = work.wait_for(30, "the DSN after restart", |e| e.job == job && e.event == "dsn_received").await;
+    let ev = work
+        .wait_for(30, "the DSN after restart", |e| {
+            e.job == job && e.event == "dsn_received"
+        })
+        .await;
     assert_eq!(ev.str("action"), Some("delivered"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     gw.shutdown().await;
     let events = work.events();
-    assert_eq!(events.iter().filter(|e| e.job == job && e.event == "mail_sent").count(), 1);
-    assert_eq!(events.iter().filter(|e| e.event == "fax_delivered").count(), 1);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.job == job && e.event == "mail_sent")
+            .count(),
+        1
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.event == "fax_delivered").count(),
+        1
+    );
     assert_eq!(work.outbox_tiffs().len(), 1, "exactly one fax");
 }

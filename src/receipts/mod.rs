@@ -4,9 +4,6 @@
 //! Files: `parse.rs` (MIME walk), `fields.rs` (field blocks), `bounce.rs` (classic bounces),
 //! `correlate.rs`, `xtext.rs` (RFC 3461 §4), `outgoing.rs` (DSNs we send, RFC 3464 + RFC 6522).
 
-mod outgoing;
-pub use outgoing::*;
-
 use serde::Serialize;
 
 mod bounce;

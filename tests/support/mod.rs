@@ -31,7 +31,9 @@ pub fn have_tool(tool: &str) -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok();
-    ok || skip(&format!("{tool} is not installed (scripts/test.sh installs it)"))
+    ok || skip(&format!(
+        "{tool} is not installed (scripts/test.sh installs it)"
+    ))
 }
 
 /// `../shared` beside the project, or skip/fail.
@@ -52,7 +54,9 @@ pub struct Workdir {
 
 impl Workdir {
     pub fn new() -> Workdir {
-        Workdir { dir: tempfile::tempdir().unwrap() }
+        Workdir {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -62,7 +66,10 @@ impl Workdir {
     /// Write the shipped config with the listener and smarthost on `port`, then `edit` it.
     pub fn config(&self, port: u16, edit: impl Fn(String) -> String) -> Config {
         let text = SHIPPED_CONFIG
-            .replace("listen: 127.0.0.1:2525", &format!("listen: 127.0.0.1:{port}"))
+            .replace(
+                "listen: 127.0.0.1:2525",
+                &format!("listen: 127.0.0.1:{port}"),
+            )
             .replace("- 127.0.0.1:2525", &format!("- 127.0.0.1:{port}"))
             .replace("retry-initial: 5", "retry-initial: 1");
         let path = self.path().join("gateway.yaml");
@@ -83,7 +90,10 @@ impl Workdir {
             }
             if start.elapsed() > Duration::from_secs(secs) {
                 let lines: Vec<String> = self.events().iter().map(|e| e.to_line()).collect();
-                panic!("timed out waiting for {what}; journal:\n{}", lines.join("\n"));
+                panic!(
+                    "timed out waiting for {what}; journal:\n{}",
+                    lines.join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -110,7 +120,12 @@ pub async fn start(work: &Workdir, edit: impl Fn(String) -> String) -> Gateway {
 
 /// The fixture files.
 pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name),
+    )
+    .unwrap()
 }
 
 /// Run a command, returning (status success, stdout, stderr).
@@ -127,7 +142,15 @@ pub fn run(cmd: &str, args: &[&str]) -> (bool, String, String) {
 /// (1 = black) as libtiff sees them: (width, height, rows).
 pub fn libtiff_pages(path: &Path) -> Vec<(u32, u32, Vec<u8>)> {
     let out = tempfile::NamedTempFile::new().unwrap();
-    let (ok, _, err) = run("tiffcp", &["-c", "none", path.to_str().unwrap(), out.path().to_str().unwrap()]);
+    let (ok, _, err) = run(
+        "tiffcp",
+        &[
+            "-c",
+            "none",
+            path.to_str().unwrap(),
+            out.path().to_str().unwrap(),
+        ],
+    );
     assert!(ok, "tiffcp -c none failed: {err}");
     let py = r#"
 import sys
@@ -149,7 +172,10 @@ for page in ImageSequence.Iterator(im):
             let w: u32 = it.next().unwrap().parse().unwrap();
             let h: u32 = it.next().unwrap().parse().unwrap();
             let hex = it.next().unwrap_or("");
-            let bytes = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
             (w, h, bytes)
         })
         .collect()
