@@ -381,7 +381,42 @@ impl hayro_ccitt::Decoder for Sink<'_> {
 }
 
 /// One CCITT strip: returns (rows decoded, error text).
+///
+/// T.6 strips that `hayro-ccitt` rejects get a second chance with the `fax` crate's decoder, which
+/// reads some real-world files hayro stops on; the attempt that decodes more rows wins.
 fn ccitt_strip(
+    strip: &[u8],
+    out: &mut [u8],
+    geo: &Geometry,
+    rows: u32,
+    s: DecodeSettings,
+) -> (u32, Option<String>) {
+    let first = hayro_strip(strip, out, geo, rows, s);
+    if first.1.is_none() || s.encoding != EncodingMode::Group4 {
+        return first;
+    }
+    let mut second = vec![0u8; out.len()];
+    let mut sink = Sink {
+        out: &mut second,
+        stride: geo.stride,
+        width: geo.width,
+        row: 0,
+    };
+    let ok = fax::decoder::decode_g4(strip.iter().copied(), geo.width, Some(rows), |t| {
+        hayro_ccitt::Decoder::push_row(&mut sink, t)
+    })
+    .is_some();
+    let got = (sink.row as u32).min(rows);
+    if got > first.0 || (ok && got == rows) {
+        out.copy_from_slice(&second);
+        let err =
+            (!ok || got < rows).then(|| format!("invalid T.6 data (fax decoder) at row {got}"));
+        return (got, err);
+    }
+    first
+}
+
+fn hayro_strip(
     strip: &[u8],
     out: &mut [u8],
     geo: &Geometry,
