@@ -100,8 +100,11 @@ impl Default for Limits {
 /// Options for writing TIFF-F.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOptions {
+    /// Compression of the written strips (MH by default: RFC 3949 profile S).
     pub encoding: Encoding,
+    /// Vertical resolution pages are normalised to by [`convert`].
     pub resolution: Resolution,
+    /// How [`convert`] makes gray and colour inputs bilevel.
     pub bilevel: Bilevel,
     /// Value of the Software tag.
     pub software: String,
@@ -242,3 +245,6 @@ pub fn convert(
     }
     write_tiff_f(&pages, opts)
 }
+
+#[cfg(test)]
+mod tests;

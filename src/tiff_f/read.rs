@@ -203,7 +203,7 @@ fn read_page(f: &File, ifd: &Ifd, limits: &Limits) -> Result<Bitmap, ImageError>
     if width == 0 || height == 0 {
         return Err(corrupt(format!("empty image {width}x{height}")));
     }
-    let pixels = width.checked_mul(height).unwrap_or(u64::MAX);
+    let pixels = width.saturating_mul(height);
     if pixels > limits.max_pixels_per_page {
         return Err(ImageError::Limit(format!(
             "{width}x{height} pixels, over {} per page",

@@ -14,8 +14,10 @@ fn tiff_err(e: tiff::TiffError) -> ImageError {
     ImageError::Corrupt(format!("writing TIFF: {e}"))
 }
 
-/// Compress one page; returns (strip, Compression tag, (options tag, value)).
-fn compress(page: &Bitmap, enc: Encoding) -> Result<(Vec<u8>, u16, (u16, u32)), ImageError> {
+/// A compressed strip, its Compression value, and its options tag (T4Options/T6Options) and value.
+type Strip = (Vec<u8>, u16, (u16, u32));
+
+fn compress(page: &Bitmap, enc: Encoding) -> Result<Strip, ImageError> {
     let (w, h, d) = (page.width, page.height, page.data.as_slice());
     Ok(match enc {
         Encoding::Mh => (encode_mh(d, w, h)?, 3, (T4_OPTIONS, 4)),
