@@ -376,3 +376,119 @@ fn corpus_tiffs_match_libtiff() {
     }
     assert!(compared > 0);
 }
+
+/// Pillow's reading of a gray image, thresholded at 128 (luma < 128 = black), packed 1 = black.
+fn pillow_threshold(input: &Path) -> (u32, u32, Vec<u8>) {
+    const SCRIPT: &str = r#"
+import sys
+from PIL import Image
+im = Image.open(sys.argv[1])
+assert im.mode == "L", im.mode
+bw = im.point(lambda v: 255 if v < 128 else 0).convert("1")
+sys.stdout.buffer.write(b"%d %d\n" % bw.size + bw.tobytes())
+"#;
+    let r = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(input)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let nl = r.stdout.iter().position(|&b| b == b'\n').unwrap();
+    let head = String::from_utf8_lossy(&r.stdout[..nl]).into_owned();
+    let v: Vec<u32> = head.split(' ').map(|x| x.parse().unwrap()).collect();
+    let mut data = r.stdout[nl + 1..].to_vec();
+    clear_pad(&mut data, v[0]);
+    (v[0], v[1], data)
+}
+
+#[test]
+fn gray_rasters_threshold_like_pillow() {
+    if !have_pillow() {
+        return;
+    }
+    let mut files = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scan-page.png")];
+    if let Some(shared) = shared() {
+        files.push(shared.join("corpus/g3/bw-gopher.png"));
+    }
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        let ours = tiff_f::read_pages(&bytes, &Limits::default(), Bilevel::Threshold(128)).unwrap();
+        let theirs = pillow_threshold(&f);
+        assert_same(&ours, &[theirs], &f.display().to_string());
+    }
+}
+
+#[test]
+fn floyd_steinberg_scan_converts_cleanly() {
+    if !have_tool("tiffinfo") || !have_tool("tiffcp") {
+        return;
+    }
+    let input = fixture("scan-page.png");
+    let opts = WriteOptions {
+        bilevel: Bilevel::FloydSteinberg,
+        ..WriteOptions::default()
+    };
+    let out = tiff_f::convert(&[&input, &input], &opts, &Limits::default()).unwrap();
+    assert_eq!(out.pages, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fs.tif");
+    std::fs::write(&file, &out.bytes).unwrap();
+    let info = Command::new("tiffinfo")
+        .arg("-D")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&info.stderr).trim().is_empty());
+    let stdout = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        stdout.contains("Page Number: 0-2") && stdout.contains("Page Number: 1-2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Resolution: 204, 196 pixels/inch"),
+        "{stdout}"
+    );
+    let theirs = tiffcp_none(&file).unwrap();
+    let expected = tiff_f::normalize(
+        &tiff_f::read_pages(&input, &Limits::default(), Bilevel::FloydSteinberg).unwrap()[0],
+        Resolution::Fine,
+    );
+    assert_same(&[expected.clone(), expected], &theirs, "dithered scan");
+}
+
+#[test]
+fn tiffinfo_shows_the_rfc3949_tags() {
+    if !have_tool("tiffinfo") {
+        return;
+    }
+    let out = tiff_f::convert(
+        &[&fixture("fax-3page-g3.tif")],
+        &WriteOptions::default(),
+        &Limits::default(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.tif");
+    std::fs::write(&file, &out.bytes).unwrap();
+    let info = Command::new("tiffinfo").arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&info.stdout);
+    eprintln!("{stdout}");
+    for want in [
+        "Subfile Type: multi-page document (2 = 0x2)",
+        "Image Width: 1728 Image Length: 2200",
+        "Resolution: 204, 196 pixels/inch",
+        "Bits/Sample: 1",
+        "Compression Scheme: CCITT Group 3",
+        "Photometric Interpretation: min-is-white",
+        "FillOrder: msb-to-lsb",
+        "Samples/Pixel: 1",
+        "Rows/Strip: 2200",
+        "Page Number: 2-3",
+        "Group 3 Options: EOL padding (4 = 0x4)",
+        "Software: t37gw ",
+        "DateTime: 2",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
+    }
+}
