@@ -492,3 +492,47 @@ fn tiffinfo_shows_the_rfc3949_tags() {
         assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
     }
 }
+
+#[test]
+fn reads_every_libtiff_fax_variant() {
+    if !have_tool("tiffcp") {
+        return;
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
+    let dir = tempfile::tempdir().unwrap();
+    let variants: [&[&str]; 8] = [
+        &["-c", "g3:1d"],
+        &["-c", "g3:2d:fill"],
+        &["-c", "g3:2d", "-r", "1000"],
+        &["-c", "g4"],
+        &["-c", "g4", "-f", "lsb2msb"],
+        &["-c", "g3:1d:fill", "-f", "lsb2msb", "-r", "1"],
+        &["-c", "none"],
+        &["-c", "none", "-f", "lsb2msb", "-r", "7"],
+    ];
+    for (i, args) in variants.iter().enumerate() {
+        let file = dir.path().join(format!("v{i}.tif"));
+        let r = Command::new("tiffcp")
+            .args(*args)
+            .arg(&src)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            r.status.success(),
+            "tiffcp {args:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let ours = tiff_f::read_pages(
+            &std::fs::read(&file).unwrap(),
+            &Limits::default(),
+            Bilevel::default(),
+        )
+        .unwrap_or_else(|e| panic!("tiffcp {args:?}: {e}"));
+        assert_same(
+            &ours,
+            &tiffcp_none(&file).unwrap(),
+            &format!("tiffcp {args:?}"),
+        );
+    }
+}
