@@ -18,12 +18,14 @@ mod read;
 mod write;
 
 pub use mh::{encode_mh, encode_mmr, encode_mr};
-pub use normalize::try_normalize;
+pub use normalize::{try_normalize, FAX_WIDTH, FAX_X_DPI};
 
 /// One bilevel page.
 ///
 /// `data` holds `height` rows of `(width + 7) / 8` bytes each, most significant bit first,
 /// bit value 1 = black (the T.4 convention, independent of the file's Photometric).
+/// Pages produced by this module have the padding bits past `width` cleared, so equal images
+/// compare equal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bitmap {
     /// Width in pixels.
@@ -82,7 +84,8 @@ impl Default for Bilevel {
 /// Resource limits for decoding untrusted images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Maximum pixels (width × height) of one page. Default 1728 × 10_000.
+    /// Maximum pixels (width × height) of one page, checked on the input before decoding and on
+    /// the normalised output. Default 2432 × 20_000 (the widest T.4 line, B4, by 20 000 rows).
     pub max_pixels_per_page: u64,
     /// Maximum pages in one job. Default 500.
     pub max_pages: usize,
