@@ -409,8 +409,7 @@ fn ccitt_strip(
     let got = (sink.row as u32).min(rows);
     if got > first.0 || (ok && got == rows) {
         out.copy_from_slice(&second);
-        let err =
-            (!ok || got < rows).then(|| format!("invalid T.6 data (fax decoder) at row {got}"));
+        let err = (!ok || got < rows).then(|| "invalid T.6 code (fax decoder)".to_string());
         return (got, err);
     }
     first

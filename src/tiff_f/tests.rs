@@ -246,3 +246,44 @@ fn normalize_changes_vertical_resolution_by_row_sampling() {
     // 300 × 391 / 196 = 598.47
     assert_eq!((sf.height, sf.y_dpi), (598, 391));
 }
+
+/// A little-endian TIFF with one strip of `strip` bytes and the given LONG tags.
+fn one_strip_tiff(tags: &[(u16, u32)], strip: &[u8]) -> Vec<u8> {
+    let mut all: Vec<(u16, u32)> = tags.to_vec();
+    let n = all.len() + 2;
+    let data_off = 8 + 2 + 12 * n as u32 + 4;
+    all.push((273, data_off));
+    all.push((279, strip.len() as u32));
+    all.sort();
+    let mut b = b"II*\0\x08\0\0\0".to_vec();
+    b.extend_from_slice(&(n as u16).to_le_bytes());
+    for (tag, v) in all {
+        b.extend_from_slice(&tag.to_le_bytes());
+        b.extend_from_slice(&4u16.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(strip);
+    b
+}
+
+#[test]
+fn random_ccitt_strips_at_the_size_limit_end_quickly() {
+    let mut rng = fastrand::Rng::with_seed(42);
+    let strip: Vec<u8> = (0..200_000).map(|_| rng.u8(..)).collect();
+    for (compression, t4) in [(2, 0), (3, 0), (3, 1), (3, 4), (4, 0)] {
+        let tiff = one_strip_tiff(
+            &[(256, 2432), (257, 20_000), (259, compression), (292, t4)],
+            &strip,
+        );
+        let start = std::time::Instant::now();
+        let r = read(&tiff);
+        assert!(
+            matches!(r, Err(ImageError::Corrupt(_))),
+            "compression {compression}: {r:?}"
+        );
+        // Generous bound (debug build, shared cores): decoding stops with the data.
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    }
+}
