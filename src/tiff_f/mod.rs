@@ -1,13 +1,31 @@
 //! Fax image codec: read fax and scan pages, write RFC 3949 TIFF-F.
 //!
-//! STUB: the public API below is the contract; bodies are filled in by the codec work.
+//! Layout:
+//! - `read`: sniff the input, walk TIFF IFDs, decode CCITT strips (T.4/T.6 via `hayro-ccitt`)
+//!   and uncompressed 1-bit strips;
+//! - `raster`: PNG / JPEG / PBM / PGM / PPM through `image`, then bilevel;
+//! - `normalize`: scale any page to the 1728-pixel fax line;
+//! - `mh`: our T.4 encoders (MH, MR) plus `fax`'s T.6 (MMR) encoder;
+//! - `write`: the RFC 3949 TIFF-F container through `tiff`'s `DirectoryEncoder`.
 
 use thiserror::Error;
+
+mod bits;
+mod mh;
+mod normalize;
+mod raster;
+mod read;
+mod write;
+
+pub use mh::{encode_mh, encode_mmr, encode_mr};
+pub use normalize::{try_normalize, FAX_WIDTH, FAX_X_DPI};
 
 /// One bilevel page.
 ///
 /// `data` holds `height` rows of `(width + 7) / 8` bytes each, most significant bit first,
 /// bit value 1 = black (the T.4 convention, independent of the file's Photometric).
+/// Pages produced by this module have the padding bits past `width` cleared, so equal images
+/// compare equal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bitmap {
     /// Width in pixels.
@@ -66,7 +84,8 @@ impl Default for Bilevel {
 /// Resource limits for decoding untrusted images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Maximum pixels (width × height) of one page. Default 1728 × 10_000.
+    /// Maximum pixels (width × height) of one page, checked on the input before decoding and on
+    /// the normalised output. Default 2432 × 20_000 (the widest T.4 line, B4, by 20 000 rows).
     pub max_pixels_per_page: u64,
     /// Maximum pages in one job. Default 500.
     pub max_pages: usize,
@@ -84,8 +103,11 @@ impl Default for Limits {
 /// Options for writing TIFF-F.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOptions {
+    /// Compression of the written strips (MH by default: RFC 3949 profile S).
     pub encoding: Encoding,
+    /// Vertical resolution pages are normalised to by [`convert`].
     pub resolution: Resolution,
+    /// How [`convert`] makes gray and colour inputs bilevel.
     pub bilevel: Bilevel,
     /// Value of the Software tag.
     pub software: String,
@@ -137,25 +159,70 @@ pub struct TiffF {
     pub pages: usize,
 }
 
+impl Bitmap {
+    /// Bytes per packed row: `(width + 7) / 8`.
+    pub fn stride(&self) -> usize {
+        (self.width as usize).div_ceil(8)
+    }
+
+    /// Whether the pixel at column `x`, row `y` (pixels, from the top left) is black.
+    /// Out-of-range coordinates read as white.
+    pub fn is_black(&self, x: u32, y: u32) -> bool {
+        if x >= self.width || y >= self.height {
+            return false;
+        }
+        let i = y as usize * self.stride() + (x / 8) as usize;
+        self.data.get(i).is_some_and(|b| b & (0x80 >> (x % 8)) != 0)
+    }
+}
+
 /// Decode every page of one input file (TIFF of any fax compression, PNG, JPEG, PBM/PGM/PPM),
 /// sniffing the format from the bytes. Gray and colour pages become bilevel by `bilevel`.
+///
+/// TIFF (TIFF 6.0 §3, §10, §11; RFC 3949): Compression 1 (1 bit per sample), 2 (T.4 MH
+/// without EOLs, rows byte-aligned), 3 (T.4 MH or MR per T4Options bit 0, fill bits per bit 2)
+/// and 4 (T.6 MMR); FillOrder 2 is bit-reversed; Photometric 1 (min-is-black) is inverted so that
+/// the result always has 1 = black. Resolution comes from XResolution/YResolution
+/// (ResolutionUnit 3 = centimetre is converted to inch); 204×196 dpi when absent.
+/// Raster formats get their dpi from PNG `pHYs` or JPEG JFIF density, else 200×200.
+///
+/// Errors: [`ImageError::Unsupported`] for an unknown format or a TIFF feature we do not read
+/// (tiles, more than 1 bit per sample, T.4 uncompressed mode, other compressions);
+/// [`ImageError::Limit`] when a page exceeds `limits.max_pixels_per_page` or the file has more
+/// than `limits.max_pages` pages (checked before allocating);
+/// [`ImageError::Corrupt`] for broken structure, or a page of which less than half the rows decode
+/// (a page with at least half its rows decoded is returned, the rest white).
 pub fn read_pages(
-    _bytes: &[u8],
-    _limits: &Limits,
-    _bilevel: Bilevel,
+    bytes: &[u8],
+    limits: &Limits,
+    bilevel: Bilevel,
 ) -> Result<Vec<Bitmap>, ImageError> {
-    unimplemented!("tiff_f::read_pages")
+    if read::is_tiff(bytes) {
+        read::read_tiff(bytes, limits)
+    } else {
+        raster::read_raster(bytes, limits, bilevel).map(|p| vec![p])
+    }
 }
 
 /// Scale a page to the fax profile: 1728 px wide at 204 dpi, `resolution` lines per inch,
-/// page length kept (no cropping).
-pub fn normalize(_page: &Bitmap, _resolution: Resolution) -> Bitmap {
-    unimplemented!("tiff_f::normalize")
+/// page length kept (no cropping). See [`try_normalize`] for the rule; this variant applies
+/// `Limits::default()` and, should the result exceed it (only for absurd aspect ratios), caps the
+/// output height at the limit instead of failing.
+pub fn normalize(page: &Bitmap, resolution: Resolution) -> Bitmap {
+    normalize::normalize_capped(page, resolution, &Limits::default())
 }
 
-/// Write pages already normalised as one TIFF-F file (RFC 3949), one strip per page.
-pub fn write_tiff_f(_pages: &[Bitmap], _opts: &WriteOptions) -> Result<TiffF, ImageError> {
-    unimplemented!("tiff_f::write_tiff_f")
+/// Write pages already normalised as one TIFF-F file (RFC 3949 §4 profile S for MH; MR and MMR
+/// are profile F), one strip per page, little-endian, FillOrder 1, Photometric 0 (min-is-white).
+///
+/// Each page is written as it is (width, XResolution and YResolution come from the page;
+/// normalise first for a conformant file). MH/MR rows start with an EOL that ends on a byte
+/// boundary (T4Options bit 2 "fill bits"); no RTC. MMR ends with EOFB.
+///
+/// Errors: [`ImageError::Corrupt`] when `pages` is empty, a page has zero width or height,
+/// `data` is not `height × stride` bytes, or the file would exceed 4 GiB.
+pub fn write_tiff_f(pages: &[Bitmap], opts: &WriteOptions) -> Result<TiffF, ImageError> {
+    write::write_tiff_f(pages, opts)
 }
 
 /// Read every input (each a whole file's bytes), normalise each page, write one TIFF-F.
@@ -173,7 +240,7 @@ pub fn convert(
                     limits.max_pages
                 )));
             }
-            pages.push(normalize(&page, opts.resolution));
+            pages.push(try_normalize(&page, opts.resolution, limits)?);
         }
     }
     if pages.is_empty() {
@@ -181,3 +248,6 @@ pub fn convert(
     }
     write_tiff_f(&pages, opts)
 }
+
+#[cfg(test)]
+mod tests;

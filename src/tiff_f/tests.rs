@@ -1,0 +1,289 @@
+//! Unit tests: hostile input, encoder round trips through an independent decoder (hayro-ccitt),
+//! normalisation rules. Comparisons with libtiff live in `tests/tiff_f.rs`.
+
+use super::*;
+use hayro_ccitt::{DecodeSettings, DecoderContext, EncodingMode};
+
+const FAX: &[u8] = include_bytes!("../../fixtures/fax-3page-g3.tif");
+const SCAN: &[u8] = include_bytes!("../../fixtures/scan-page.png");
+
+fn read(b: &[u8]) -> Result<Vec<Bitmap>, ImageError> {
+    read_pages(b, &Limits::default(), Bilevel::default())
+}
+
+#[test]
+fn garbage_is_an_error() {
+    assert!(matches!(read(b""), Err(ImageError::Unsupported(_))));
+    assert!(matches!(
+        read(b"hello world, not an image"),
+        Err(ImageError::Unsupported(_))
+    ));
+    assert!(matches!(read(b"II*\0"), Err(ImageError::Corrupt(_))));
+    assert!(matches!(
+        read(b"MM\0*\0\0\0\x08\0"),
+        Err(ImageError::Corrupt(_))
+    ));
+    // IFD pointing at itself.
+    let mut looped = b"II*\0\x08\0\0\0\0\0".to_vec();
+    looped.extend_from_slice(&8u32.to_le_bytes());
+    assert!(read(&looped).is_err());
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..200 {
+        let n = rng.usize(0..600);
+        let mut junk: Vec<u8> = (0..n).map(|_| rng.u8(..)).collect();
+        if rng.bool() && junk.len() >= 4 {
+            junk[..4].copy_from_slice(b"II*\0");
+        }
+        let _ = read(&junk);
+    }
+}
+
+#[test]
+fn truncated_files_are_errors_not_panics() {
+    // tiffcp writes each IFD after its strips, so any cut before the first IFD loses every page.
+    let first_ifd = u32::from_le_bytes(FAX[4..8].try_into().unwrap()) as usize;
+    for cut in (0..first_ifd).step_by(1499) {
+        assert!(read(&FAX[..cut]).is_err(), "cut at {cut}");
+    }
+    for cut in (first_ifd..FAX.len()).step_by(2011) {
+        let _ = read(&FAX[..cut]);
+    }
+    for cut in [0, 8, 40, 100, SCAN.len() / 2, SCAN.len() - 13] {
+        assert!(read(&SCAN[..cut]).is_err(), "png cut at {cut}");
+    }
+}
+
+#[test]
+fn flipped_bytes_never_panic() {
+    let mut rng = fastrand::Rng::with_seed(3949);
+    for _ in 0..40 {
+        let mut b = FAX.to_vec();
+        for _ in 0..rng.usize(1..8) {
+            let i = rng.usize(..b.len());
+            b[i] = rng.u8(..);
+        }
+        let _ = read(&b);
+    }
+}
+
+#[test]
+fn limits_are_enforced_before_decoding() {
+    let tight = Limits {
+        max_pixels_per_page: 1728 * 100,
+        max_pages: 500,
+    };
+    assert!(matches!(
+        read_pages(FAX, &tight, Bilevel::default()),
+        Err(ImageError::Limit(_))
+    ));
+    assert!(matches!(
+        read_pages(SCAN, &tight, Bilevel::default()),
+        Err(ImageError::Limit(_))
+    ));
+    let two = Limits {
+        max_pixels_per_page: u64::MAX,
+        max_pages: 2,
+    };
+    let e = read_pages(FAX, &two, Bilevel::default()).unwrap_err();
+    assert!(matches!(e, ImageError::Limit(_)));
+    assert_eq!(e.enhanced_status(), "5.3.4");
+    // A hostile header claiming 4 billion squared pixels is refused without allocating.
+    let mut huge = b"II*\0\x08\0\0\0".to_vec();
+    huge.extend_from_slice(&2u16.to_le_bytes());
+    for tag in [256u16, 257] {
+        huge.extend_from_slice(&tag.to_le_bytes());
+        huge.extend_from_slice(&4u16.to_le_bytes());
+        huge.extend_from_slice(&1u32.to_le_bytes());
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    }
+    huge.extend_from_slice(&0u32.to_le_bytes());
+    assert!(matches!(read(&huge), Err(ImageError::Limit(_))));
+}
+
+/// Random bilevel rows with runs of every length class (terminating, make-up, extended make-up).
+fn random_page(rng: &mut fastrand::Rng, width: u32, height: u32) -> Vec<u8> {
+    let stride = (width as usize).div_ceil(8);
+    let mut data = vec![0u8; stride * height as usize];
+    for row in data.chunks_mut(stride) {
+        let mut x = 0;
+        let mut black = rng.bool();
+        while x < width {
+            let len = match rng.u8(0..4) {
+                0 => rng.u32(1..4),
+                1 => rng.u32(1..64),
+                2 => rng.u32(64..2000),
+                _ => rng.u32(2000..6000),
+            };
+            let end = (x + len).min(width);
+            if black {
+                bits::set_run(row, x, end);
+            }
+            x = end;
+            black = !black;
+        }
+    }
+    data
+}
+
+fn decode(data: &[u8], width: u32, height: u32, encoding: EncodingMode) -> Vec<u8> {
+    struct Rows(Vec<u8>, usize, u32);
+    impl hayro_ccitt::Decoder for Rows {
+        fn push_row(&mut self, changes: &[u32]) {
+            let mut row = vec![0u8; self.1];
+            for p in changes.chunks(2) {
+                bits::set_run(&mut row, p[0], p.get(1).copied().unwrap_or(self.2));
+            }
+            self.0.extend_from_slice(&row);
+        }
+    }
+    let settings = DecodeSettings {
+        columns: width,
+        rows: height,
+        end_of_block: true,
+        end_of_line: encoding != EncodingMode::Group4,
+        rows_are_byte_aligned: false,
+        encoding,
+        strict: true,
+    };
+    let mut rows = Rows(Vec::new(), (width as usize).div_ceil(8), width);
+    hayro_ccitt::decode(data, &mut rows, &mut DecoderContext::new(settings))
+        .expect("strict decode");
+    rows.0
+}
+
+#[test]
+fn encoders_round_trip_through_hayro() {
+    let mut rng = fastrand::Rng::with_seed(1728);
+    for width in [1u32, 7, 8, 9, 63, 64, 65, 127, 1728, 2048, 2560, 2561, 5200] {
+        for _ in 0..3 {
+            let height = rng.u32(1..40);
+            let page = random_page(&mut rng, width, height);
+            let mh = encode_mh(&page, width, height).unwrap();
+            assert_eq!(
+                decode(&mh, width, height, EncodingMode::Group3_1D),
+                page,
+                "MH width {width}"
+            );
+            let mr = encode_mr(&page, width, height, 4).unwrap();
+            assert_eq!(
+                decode(&mr, width, height, EncodingMode::Group3_2D),
+                page,
+                "MR width {width}"
+            );
+            let mmr = encode_mmr(&page, width, height).unwrap();
+            assert_eq!(
+                decode(&mmr, width, height, EncodingMode::Group4),
+                page,
+                "MMR width {width}"
+            );
+        }
+    }
+}
+
+#[test]
+fn mh_bits_match_t4_tables() {
+    // Three all-white rows of 1728: fill + EOL (0000 0000 0001, ending on a byte boundary),
+    // white make-up 1728 (010011011, T.4 Table 3a), white terminating 0 (00110101, Table 2).
+    let page = vec![0u8; 216 * 3];
+    let mh = encode_mh(&page, 1728, 3).unwrap();
+    let row = [0x4D, 0x9A, 0x80];
+    let expected: Vec<u8> = [&[0x00, 0x01][..], &row, &[0x01], &row, &[0x01], &row].concat();
+    assert_eq!(mh, expected);
+    assert!(
+        encode_mh(&page, 1728, 4).is_err(),
+        "length mismatch is an error"
+    );
+}
+
+#[test]
+fn writes_empty_or_inconsistent_pages_as_errors() {
+    let opts = WriteOptions::default();
+    assert!(write_tiff_f(&[], &opts).is_err());
+    let bad = Bitmap {
+        width: 1728,
+        height: 2,
+        x_dpi: 204,
+        y_dpi: 196,
+        data: vec![0; 10],
+    };
+    assert!(write_tiff_f(&[bad], &opts).is_err());
+}
+
+fn fax_page(height: u32, y_dpi: u32) -> Bitmap {
+    let mut rng = fastrand::Rng::with_seed(u64::from(height));
+    Bitmap {
+        width: 1728,
+        height,
+        x_dpi: 204,
+        y_dpi,
+        data: random_page(&mut rng, 1728, height),
+    }
+}
+
+#[test]
+fn normalize_keeps_fax_pages_pixel_exact() {
+    let p = fax_page(300, 196);
+    assert_eq!(normalize(&p, Resolution::Fine), p);
+    assert_eq!(normalize(&p, Resolution::Passthrough), p);
+    let s = fax_page(150, 98);
+    assert_eq!(normalize(&s, Resolution::Passthrough), s);
+    assert_eq!(normalize(&s, Resolution::Standard), s);
+}
+
+#[test]
+fn normalize_changes_vertical_resolution_by_row_sampling() {
+    let p = fax_page(300, 196);
+    let std = normalize(&p, Resolution::Standard);
+    assert_eq!((std.width, std.height, std.y_dpi), (1728, 150, 98));
+    // Centre sampling: output row y is source row 2y + 1.
+    for y in 0..150usize {
+        assert_eq!(
+            std.data[y * 216..(y + 1) * 216],
+            p.data[(2 * y + 1) * 216..(2 * y + 2) * 216]
+        );
+    }
+    let sf = normalize(&p, Resolution::Superfine);
+    // 300 × 391 / 196 = 598.47
+    assert_eq!((sf.height, sf.y_dpi), (598, 391));
+}
+
+/// A little-endian TIFF with one strip of `strip` bytes and the given LONG tags.
+fn one_strip_tiff(tags: &[(u16, u32)], strip: &[u8]) -> Vec<u8> {
+    let mut all: Vec<(u16, u32)> = tags.to_vec();
+    let n = all.len() + 2;
+    let data_off = 8 + 2 + 12 * n as u32 + 4;
+    all.push((273, data_off));
+    all.push((279, strip.len() as u32));
+    all.sort();
+    let mut b = b"II*\0\x08\0\0\0".to_vec();
+    b.extend_from_slice(&(n as u16).to_le_bytes());
+    for (tag, v) in all {
+        b.extend_from_slice(&tag.to_le_bytes());
+        b.extend_from_slice(&4u16.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(strip);
+    b
+}
+
+#[test]
+fn random_ccitt_strips_at_the_size_limit_end_quickly() {
+    let mut rng = fastrand::Rng::with_seed(42);
+    let strip: Vec<u8> = (0..200_000).map(|_| rng.u8(..)).collect();
+    for (compression, t4) in [(2, 0), (3, 0), (3, 1), (3, 4), (4, 0)] {
+        let tiff = one_strip_tiff(
+            &[(256, 2432), (257, 20_000), (259, compression), (292, t4)],
+            &strip,
+        );
+        let start = std::time::Instant::now();
+        let r = read(&tiff);
+        assert!(
+            matches!(r, Err(ImageError::Corrupt(_))),
+            "compression {compression}: {r:?}"
+        );
+        // Generous bound (debug build, shared cores): decoding stops with the data.
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    }
+}

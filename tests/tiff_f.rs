@@ -1,0 +1,538 @@
+//! Codec tests against libtiff's tools (tiffinfo, tiffcp) and the shared TIFF corpus.
+//!
+//! Missing tools or a missing `../shared` skip with a reason locally and fail under `CI=true`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use t37gw::tiff_f::{self, Bilevel, Bitmap, Encoding, Limits, Resolution, WriteOptions};
+
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Skip (return false) with a reason, or panic under CI.
+fn need(ok: bool, reason: &str) -> bool {
+    if !ok {
+        assert!(!under_ci(), "CI=true but {reason}");
+        eprintln!("SKIP: {reason}");
+    }
+    ok
+}
+
+fn have_tool(name: &str) -> bool {
+    need(
+        Command::new(name).arg("-h").output().is_ok(),
+        &format!("{name} not installed (Debian libtiff-tools)"),
+    )
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// `tiffcp -c none in out`, then decode `out` with the test's own uncompressed-TIFF reader.
+fn tiffcp_none(input: &Path) -> Result<Vec<(u32, u32, Vec<u8>)>, String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("none.tif");
+    let r = Command::new("tiffcp")
+        .arg("-c")
+        .arg("none")
+        .arg(input)
+        .arg(&out)
+        .output()
+        .expect("run tiffcp");
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    // libtiff reports damaged data as errors on stderr (lines without "Warning") yet may exit 0.
+    if !r.status.success() || stderr.lines().any(|l| !l.contains("Warning")) {
+        return Err(stderr.into_owned());
+    }
+    let bytes = std::fs::read(&out).map_err(|e| e.to_string())?;
+    read_uncompressed(&bytes)
+}
+
+/// Minimal reader for the uncompressed bilevel TIFF that `tiffcp -c none` writes, independent of
+/// the crate: returns (width, height, packed rows with 1 = black, padding bits cleared) per page.
+fn read_uncompressed(b: &[u8]) -> Result<Vec<(u32, u32, Vec<u8>)>, String> {
+    let le = b.first() == Some(&b'I');
+    let u16_at = |o: usize| -> Result<u32, String> {
+        let s = b.get(o..o + 2).ok_or("short")?;
+        Ok(u32::from(if le {
+            u16::from_le_bytes([s[0], s[1]])
+        } else {
+            u16::from_be_bytes([s[0], s[1]])
+        }))
+    };
+    let u32_at = |o: usize| -> Result<u32, String> {
+        let s: [u8; 4] = b.get(o..o + 4).ok_or("short")?.try_into().unwrap();
+        Ok(if le {
+            u32::from_le_bytes(s)
+        } else {
+            u32::from_be_bytes(s)
+        })
+    };
+    let mut pages = Vec::new();
+    let mut ifd = u32_at(4)? as usize;
+    while ifd != 0 {
+        let n = u16_at(ifd)? as usize;
+        let mut tags = std::collections::HashMap::<u16, Vec<u32>>::new();
+        for i in 0..n {
+            let e = ifd + 2 + 12 * i;
+            let (tag, ty, count) = (u16_at(e)? as u16, u16_at(e + 2)?, u32_at(e + 4)? as usize);
+            let size = match ty {
+                3 => 2,
+                4 => 4,
+                _ => continue,
+            };
+            let at = if size * count <= 4 {
+                e + 8
+            } else {
+                u32_at(e + 8)? as usize
+            };
+            let vals = (0..count)
+                .map(|k| {
+                    if size == 2 {
+                        u16_at(at + 2 * k)
+                    } else {
+                        u32_at(at + 4 * k)
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            tags.insert(tag, vals);
+        }
+        let get = |t: u16| tags.get(&t).and_then(|v| v.first().copied());
+        let (w, h) = (get(256).ok_or("width")?, get(257).ok_or("height")?);
+        assert_eq!(get(259).unwrap_or(1), 1, "tiffcp -c none wrote compression");
+        if get(258).unwrap_or(1) != 1 || get(277).unwrap_or(1) != 1 {
+            return Err("libtiff decodes it, but not to a bilevel image".into());
+        }
+        let stride = (w as usize).div_ceil(8);
+        let mut data = Vec::new();
+        for (o, c) in tags[&273].iter().zip(&tags[&279]) {
+            data.extend_from_slice(b.get(*o as usize..(*o + *c) as usize).ok_or("strip")?);
+        }
+        data.truncate(stride * h as usize);
+        assert_eq!(data.len(), stride * h as usize, "short image data");
+        if get(266) == Some(2) {
+            data.iter_mut().for_each(|x| *x = x.reverse_bits());
+        }
+        if get(262).unwrap_or(0) == 1 {
+            data.iter_mut().for_each(|x| *x = !*x);
+        }
+        clear_pad(&mut data, w);
+        pages.push((w, h, data));
+        ifd = u32_at(ifd + 2 + 12 * n)? as usize;
+    }
+    Ok(pages)
+}
+
+/// Pages decoded by Pillow (its bundled libtiff, newer than Debian's tools), 1 = black.
+fn pillow_pages(input: &Path) -> Result<Vec<(u32, u32, Vec<u8>)>, String> {
+    const SCRIPT: &str = r#"
+import sys
+from PIL import Image, ImageSequence
+im = Image.open(sys.argv[1])
+out = sys.stdout.buffer
+for frame in ImageSequence.Iterator(im):
+    if frame.mode != "1":
+        sys.exit("mode " + frame.mode)
+    data = frame.tobytes()
+    out.write(b"%d %d %d\n" % (frame.width, frame.height, len(data)))
+    out.write(data)
+"#;
+    let r = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(input)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    if !r.status.success() || stderr.lines().any(|l| !l.contains("Warning")) {
+        return Err(stderr.into_owned());
+    }
+    let mut rest = r.stdout.as_slice();
+    let mut pages = Vec::new();
+    while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+        let head = String::from_utf8_lossy(&rest[..nl]).into_owned();
+        let v: Vec<usize> = head.split(' ').map(|x| x.parse().unwrap()).collect();
+        let mut data = rest[nl + 1..nl + 1 + v[2]].to_vec();
+        rest = &rest[nl + 1 + v[2]..];
+        // Pillow's mode "1" packs 1 = white.
+        data.iter_mut().for_each(|x| *x = !*x);
+        clear_pad(&mut data, v[0] as u32);
+        pages.push((v[0] as u32, v[1] as u32, data));
+    }
+    Ok(pages)
+}
+
+fn have_pillow() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import PIL"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    need(ok, "Pillow not installed (python3 -m pip install Pillow)")
+}
+
+fn clear_pad(data: &mut [u8], w: u32) {
+    let stride = (w as usize).div_ceil(8);
+    if w % 8 != 0 {
+        let mask = 0xFFu8 << (8 - w % 8);
+        for row in data.chunks_mut(stride) {
+            *row.last_mut().unwrap() &= mask;
+        }
+    }
+}
+
+fn assert_same(ours: &[Bitmap], theirs: &[(u32, u32, Vec<u8>)], what: &str) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: page count");
+    for (i, (a, (w, h, d))) in ours.iter().zip(theirs).enumerate() {
+        assert_eq!((a.width, a.height), (*w, *h), "{what}: page {} size", i + 1);
+        if a.data != *d {
+            let stride = a.stride();
+            let row = a
+                .data
+                .chunks(stride)
+                .zip(d.chunks(stride))
+                .position(|(x, y)| x != y);
+            panic!(
+                "{what}: page {} pixels differ, first at row {:?}",
+                i + 1,
+                row
+            );
+        }
+    }
+}
+
+#[test]
+fn reads_fixture_g3_like_libtiff() {
+    if !have_tool("tiffcp") {
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
+    let ours = tiff_f::read_pages(
+        &fixture("fax-3page-g3.tif"),
+        &Limits::default(),
+        Bilevel::default(),
+    )
+    .unwrap();
+    let theirs = tiffcp_none(&path).unwrap();
+    assert_same(&ours, &theirs, "fax-3page-g3.tif");
+    for p in &ours {
+        assert_eq!(
+            (p.width, p.height, p.x_dpi, p.y_dpi),
+            (1728, 2200, 204, 196)
+        );
+    }
+}
+
+fn convert_and_check(name: &str, encoding: Encoding, resolution: Resolution, pages: usize) {
+    if !have_tool("tiffinfo") || !have_tool("tiffcp") {
+        return;
+    }
+    let input = fixture(name);
+    let opts = WriteOptions {
+        encoding,
+        resolution,
+        ..WriteOptions::default()
+    };
+    let limits = Limits::default();
+    let out = tiff_f::convert(&[&input], &opts, &limits).unwrap();
+    assert_eq!(out.pages, pages);
+    let expected: Vec<Bitmap> = tiff_f::read_pages(&input, &limits, opts.bilevel)
+        .unwrap()
+        .iter()
+        .map(|p| tiff_f::normalize(p, resolution))
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.tif");
+    std::fs::write(&file, &out.bytes).unwrap();
+    let info = Command::new("tiffinfo")
+        .arg("-D")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&info.stdout),
+        String::from_utf8_lossy(&info.stderr),
+    );
+    assert!(info.status.success(), "tiffinfo failed: {stderr}");
+    assert!(stderr.trim().is_empty(), "tiffinfo -D complained: {stderr}");
+    let scheme = if encoding == Encoding::Mmr {
+        "CCITT Group 4"
+    } else {
+        "CCITT Group 3"
+    };
+    assert_eq!(stdout.matches(scheme).count(), pages, "{stdout}");
+    assert_eq!(
+        stdout.matches("Image Width: 1728").count(),
+        pages,
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("TIFF Directory at offset").count(), pages);
+    assert!(stdout.contains("min-is-white"), "{stdout}");
+
+    let theirs = tiffcp_none(&file).unwrap();
+    assert_same(&expected, &theirs, &format!("{name} -> {encoding:?}"));
+}
+
+#[test]
+fn fax_fixture_to_mh_fine() {
+    convert_and_check("fax-3page-g3.tif", Encoding::Mh, Resolution::Fine, 3);
+}
+
+#[test]
+fn fax_fixture_to_mh_standard() {
+    convert_and_check("fax-3page-g3.tif", Encoding::Mh, Resolution::Standard, 3);
+}
+
+#[test]
+fn fax_fixture_to_mr_and_mmr() {
+    convert_and_check("fax-3page-g3.tif", Encoding::Mr, Resolution::Fine, 3);
+    convert_and_check("fax-3page-g3.tif", Encoding::Mmr, Resolution::Fine, 3);
+}
+
+#[test]
+fn scan_fixture_to_mh_fine() {
+    convert_and_check("scan-page.png", Encoding::Mh, Resolution::Fine, 1);
+}
+
+#[test]
+fn scan_fixture_geometry() {
+    let page = tiff_f::read_pages(
+        &fixture("scan-page.png"),
+        &Limits::default(),
+        Bilevel::default(),
+    )
+    .unwrap();
+    assert_eq!(page.len(), 1);
+    // Pillow wrote the PNG at 1654x2338 with dpi=(200, 200) (pHYs 7874 px/m).
+    assert_eq!(
+        (page[0].width, page[0].height, page[0].x_dpi, page[0].y_dpi),
+        (1654, 2338, 200, 200)
+    );
+    let n = tiff_f::normalize(&page[0], Resolution::Fine);
+    // 2338 × (1728/1654) × (200/200) × (196/204) = 2346.8 -> 2347
+    assert_eq!(
+        (n.width, n.height, n.x_dpi, n.y_dpi),
+        (1728, 2347, 204, 196)
+    );
+}
+
+fn shared() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    need(p.is_dir(), &format!("{} is absent", p.display())).then_some(p)
+}
+
+#[test]
+fn corpus_tiffs_match_libtiff() {
+    let Some(shared) = shared() else { return };
+    if !have_tool("tiffcp") || !have_pillow() {
+        return;
+    }
+    let dir = shared.join("corpus/tiff");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut compared = 0;
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        let ours = tiff_f::read_pages(&bytes, &Limits::default(), Bilevel::default());
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        match (tiffcp_none(&f), ours) {
+            (Ok(theirs), Ok(ours)) => {
+                assert_same(&ours, &theirs, &name);
+                eprintln!("{name}: {} pages equal to libtiff's", ours.len());
+                compared += 1;
+            }
+            (Ok(theirs), Err(e)) => panic!(
+                "{name}: libtiff decodes {} pages, we fail: {e}",
+                theirs.len()
+            ),
+            (Err(why), ours) => match pillow_pages(&f) {
+                // Debian's libtiff 4.5 fails some files that newer libtiff (Pillow's) decodes.
+                Ok(theirs) => {
+                    let ours =
+                        ours.unwrap_or_else(|e| panic!("{name}: Pillow decodes it, we fail: {e}"));
+                    assert_same(&ours, &theirs, &format!("{name} (vs Pillow)"));
+                    eprintln!("{name}: {} pages equal to Pillow's", ours.len());
+                    compared += 1;
+                }
+                Err(why2) => {
+                    eprintln!(
+                        "{name}: tiffcp: {}; Pillow: {}; we: {:?}",
+                        why.trim(),
+                        why2.trim(),
+                        ours.as_ref().map(|p| p.len())
+                    );
+                    assert!(ours.is_err(), "{name}: libtiff rejects it, we accept it");
+                }
+            },
+        }
+    }
+    assert!(compared > 0);
+}
+
+/// Pillow's reading of a gray image, thresholded at 128 (luma < 128 = black), packed 1 = black.
+fn pillow_threshold(input: &Path) -> (u32, u32, Vec<u8>) {
+    const SCRIPT: &str = r#"
+import sys
+from PIL import Image
+im = Image.open(sys.argv[1])
+assert im.mode == "L", im.mode
+bw = im.point(lambda v: 255 if v < 128 else 0).convert("1")
+sys.stdout.buffer.write(b"%d %d\n" % bw.size + bw.tobytes())
+"#;
+    let r = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(input)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let nl = r.stdout.iter().position(|&b| b == b'\n').unwrap();
+    let head = String::from_utf8_lossy(&r.stdout[..nl]).into_owned();
+    let v: Vec<u32> = head.split(' ').map(|x| x.parse().unwrap()).collect();
+    let mut data = r.stdout[nl + 1..].to_vec();
+    clear_pad(&mut data, v[0]);
+    (v[0], v[1], data)
+}
+
+#[test]
+fn gray_rasters_threshold_like_pillow() {
+    if !have_pillow() {
+        return;
+    }
+    let mut files = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scan-page.png")];
+    if let Some(shared) = shared() {
+        files.push(shared.join("corpus/g3/bw-gopher.png"));
+    }
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        let ours = tiff_f::read_pages(&bytes, &Limits::default(), Bilevel::Threshold(128)).unwrap();
+        let theirs = pillow_threshold(&f);
+        assert_same(&ours, &[theirs], &f.display().to_string());
+    }
+}
+
+#[test]
+fn floyd_steinberg_scan_converts_cleanly() {
+    if !have_tool("tiffinfo") || !have_tool("tiffcp") {
+        return;
+    }
+    let input = fixture("scan-page.png");
+    let opts = WriteOptions {
+        bilevel: Bilevel::FloydSteinberg,
+        ..WriteOptions::default()
+    };
+    let out = tiff_f::convert(&[&input, &input], &opts, &Limits::default()).unwrap();
+    assert_eq!(out.pages, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fs.tif");
+    std::fs::write(&file, &out.bytes).unwrap();
+    let info = Command::new("tiffinfo")
+        .arg("-D")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&info.stderr).trim().is_empty());
+    let stdout = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        stdout.contains("Page Number: 0-2") && stdout.contains("Page Number: 1-2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Resolution: 204, 196 pixels/inch"),
+        "{stdout}"
+    );
+    let theirs = tiffcp_none(&file).unwrap();
+    let expected = tiff_f::normalize(
+        &tiff_f::read_pages(&input, &Limits::default(), Bilevel::FloydSteinberg).unwrap()[0],
+        Resolution::Fine,
+    );
+    assert_same(&[expected.clone(), expected], &theirs, "dithered scan");
+}
+
+#[test]
+fn tiffinfo_shows_the_rfc3949_tags() {
+    if !have_tool("tiffinfo") {
+        return;
+    }
+    let out = tiff_f::convert(
+        &[&fixture("fax-3page-g3.tif")],
+        &WriteOptions::default(),
+        &Limits::default(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.tif");
+    std::fs::write(&file, &out.bytes).unwrap();
+    let info = Command::new("tiffinfo").arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&info.stdout);
+    eprintln!("{stdout}");
+    for want in [
+        "Subfile Type: multi-page document (2 = 0x2)",
+        "Image Width: 1728 Image Length: 2200",
+        "Resolution: 204, 196 pixels/inch",
+        "Bits/Sample: 1",
+        "Compression Scheme: CCITT Group 3",
+        "Photometric Interpretation: min-is-white",
+        "FillOrder: msb-to-lsb",
+        "Samples/Pixel: 1",
+        "Rows/Strip: 2200",
+        "Page Number: 2-3",
+        "Group 3 Options: EOL padding (4 = 0x4)",
+        "Software: t37gw ",
+        "DateTime: 2",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
+    }
+}
+
+#[test]
+fn reads_every_libtiff_fax_variant() {
+    if !have_tool("tiffcp") {
+        return;
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
+    let dir = tempfile::tempdir().unwrap();
+    let variants: [&[&str]; 8] = [
+        &["-c", "g3:1d"],
+        &["-c", "g3:2d:fill"],
+        &["-c", "g3:2d", "-r", "1000"],
+        &["-c", "g4"],
+        &["-c", "g4", "-f", "lsb2msb"],
+        &["-c", "g3:1d:fill", "-f", "lsb2msb", "-r", "1"],
+        &["-c", "none"],
+        &["-c", "none", "-f", "lsb2msb", "-r", "7"],
+    ];
+    for (i, args) in variants.iter().enumerate() {
+        let file = dir.path().join(format!("v{i}.tif"));
+        let r = Command::new("tiffcp")
+            .args(*args)
+            .arg(&src)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            r.status.success(),
+            "tiffcp {args:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let ours = tiff_f::read_pages(
+            &std::fs::read(&file).unwrap(),
+            &Limits::default(),
+            Bilevel::default(),
+        )
+        .unwrap_or_else(|e| panic!("tiffcp {args:?}: {e}"));
+        assert_same(
+            &ours,
+            &tiffcp_none(&file).unwrap(),
+            &format!("tiffcp {args:?}"),
+        );
+    }
+}
