@@ -297,14 +297,36 @@ mod tests {
     fn message_carries_the_tiff_in_base64_and_the_rfc_3965_headers() {
         let cfg = Config::parse(config::SHIPPED_CONFIG, "gateway.yaml", Path::new("")).unwrap();
         let peer = cfg.onramp_peer("12025550100").unwrap();
-        let fax = ReceivedFax { dnis: "12025550100".into(), ani: "+4940123".into(), tsi: None, pages: vec![] };
+        let fax = ReceivedFax {
+            dnis: "12025550100".into(),
+            ani: "+4940123".into(),
+            tsi: None,
+            pages: vec![],
+        };
         let tiff: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
-        let msg = build_message(&cfg, peer, &fax, "FAX=+12025550100@gw.example.test", "<J.1@gw.example.test>", &tiff, 1)
-            .unwrap();
+        let msg = build_message(
+            &cfg,
+            peer,
+            &fax,
+            "FAX=+12025550100@gw.example.test",
+            "<J.1@gw.example.test>",
+            &tiff,
+            1,
+        )
+        .unwrap();
         let text = String::from_utf8_lossy(&msg);
-        assert!(text.contains("Content-Type: multipart/fax-message"), "{text}");
-        assert!(text.contains("Subject: Incoming Fax[DNIS=12025550100][ANI=4940123]"), "{text}");
-        assert!(text.contains("Disposition-Notification-To: <fax-gw@gw.example.test>"), "{text}");
+        assert!(
+            text.contains("Content-Type: multipart/fax-message"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Subject: Incoming Fax[DNIS=12025550100][ANI=4940123]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Disposition-Notification-To: <fax-gw@gw.example.test>"),
+            "{text}"
+        );
         assert!(text.contains("Content-Transfer-Encoding: base64"), "{text}");
         assert!(text.contains("Message-ID: <J.1@gw.example.test>"), "{text}");
         let parsed = mail_parser::MessageParser::new().parse(&msg).unwrap();
@@ -313,6 +335,9 @@ mod tests {
         let ct = part.content_type().unwrap();
         assert_eq!((ct.ctype(), ct.subtype()), ("image", Some("tiff")));
         assert_eq!(ct.attribute("application"), Some("faxbw"));
-        assert!(part.contents() == &tiff[..], "attachment bytes differ after a parse");
+        assert!(
+            part.contents() == &tiff[..],
+            "attachment bytes differ after a parse"
+        );
     }
 }
