@@ -14,7 +14,8 @@ fn random_token(len: usize) -> String {
 }
 
 /// A new job id: `PREFIX-YYYYMMDDHHMMSS-xxxxxx` (UTC time, 6 random base-36 characters).
-/// Prefix `ON` for onramp jobs, `OFF` for offramp jobs, `DSN` for reports we send.
+/// Prefix `ON` for onramp jobs, `OFF` for offramp jobs, `RPT` for reports received at the
+/// return address, `DSN` for reports we send.
 pub fn new_job_id(prefix: &str) -> String {
     format!(
         "{prefix}-{}-{}",

@@ -78,10 +78,16 @@ fn apply(row: &mut JobRow, ev: &Event) {
             }
         }
         "offramp_received" => {
-            row.direction = "offramp".into();
+            row.direction = if ev.str("kind") == Some("report") { "report" } else { "offramp" }.into();
             row.recipient = ev.str("recipients").map(str::to_string).or(recipient);
             row.state = "received".into();
         }
+        "report_correlated" => {
+            row.state = "correlated".into();
+            row.recipient = ev.str("correlated_job").map(|j| format!("-> {j}")).or(row.recipient.take());
+        }
+        "report_orphaned" => row.state = "orphaned".into(),
+        "report_ignored" => row.state = "ignored".into(),
         "mail_sent" | "mail_deferred" | "mail_failed" => {
             let state = &ev.event[5..];
             set_state(row, recipient.as_deref(), state, ev.str("status"));

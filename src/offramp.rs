@@ -104,7 +104,9 @@ impl Backend for OfframpBackend {
     ) -> impl std::future::Future<Output = Reply> + Send {
         let shared = self.shared.clone();
         async move {
-            let id = ids::new_job_id("OFF");
+            // Messages only for the return address are reports for the receipt tracker.
+            let only_reports = envelope.rcpts.iter().all(|r| classify(&shared, &r.address) == Ok(Destination::Reports));
+            let id = ids::new_job_id(if only_reports { "RPT" } else { "OFF" });
             let received = format!(
                 "Received: from {helo} ({addr})\r\n\tby {host} (t37gw) with ESMTP id {id};\r\n\t{date}\r\n",
                 helo = envelope.helo,
@@ -135,6 +137,7 @@ impl Backend for OfframpBackend {
                 }
             }
             shared.record_or_log(received_event(
+                &shared,
                 &id,
                 &envelope,
                 message_id.as_deref(),
@@ -146,9 +149,16 @@ impl Backend for OfframpBackend {
     }
 }
 
-fn received_event(id: &str, env: &Envelope, message_id: Option<&str>, size: usize) -> Event {
+fn received_event(shared: &Shared, id: &str, env: &Envelope, message_id: Option<&str>, size: usize) -> Event {
     let rcpts: Vec<&str> = env.rcpts.iter().map(|r| r.address.as_str()).collect();
+    let reports = env.rcpts.iter().filter(|r| classify(shared, &r.address) == Ok(Destination::Reports)).count();
+    let kind = match reports {
+        0 => "fax",
+        n if n == env.rcpts.len() => "report",
+        _ => "mixed",
+    };
     Event::new(id, "offramp_received")
+        .with("kind", kind)
         .with("from", env.mail_from.clone())
         .with("recipients", rcpts.join(", "))
         .with("envid", env.envid.clone())
@@ -178,6 +188,7 @@ pub async fn process(shared: &Shared, id: &str) {
     let message_id = header_message_id(&message);
     if !shared.index().has(id, "offramp_received") {
         shared.record_or_log(received_event(
+            shared,
             id,
             &env,
             message_id.as_deref(),
@@ -501,6 +512,12 @@ fn ingest_report(shared: &Shared, id: &str, message: &[u8]) {
     match correlation {
         Correlation::Job { job, matched_by } => {
             let via = serde_json::to_value(matched_by).unwrap_or_default();
+            shared.record_or_log(
+                Event::new(id, "report_correlated")
+                    .with("kind", serde_json::to_value(report.kind).unwrap_or_default())
+                    .with("correlated_job", job.clone())
+                    .with("matched_by", via.clone()),
+            );
             match report.kind {
                 ReportKind::Mdn => {
                     let d = report.disposition.clone().unwrap_or_default();
