@@ -1,0 +1,123 @@
+//! The command line as operators and scripts use it (INTERFACE.md): exit codes, located
+//! configuration errors, `onramp submit` into a spool that `serve` later drains, `jobs`.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use support::*;
+
+fn t37gw(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_t37gw")).current_dir(dir).args(args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const SHIPPED: &str = include_str!("../gateway.yaml");
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn config_check_accepts_the_shipped_file() {
+    let out = t37gw(Path::new(env!("CARGO_MANIFEST_DIR")), &["config", "check", "gateway.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn config_check_names_file_line_and_key_of_a_misspelt_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = SHIPPED.replacen("maximum-recipients:", "maximum-recipents:", 1);
+    std::fs::write(dir.path().join("g.yaml"), &bad).unwrap();
+    let out = t37gw(dir.path(), &["config", "check", "g.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let line = line_of(&bad, "maximum-recipents:");
+    assert!(err.starts_with(&format!("g.yaml:{line}:")), "{err}");
+    assert!(err.contains(": maximum-recipents: unknown field"), "{err}");
+}
+
+#[test]
+fn config_check_names_file_line_and_key_of_a_bad_destination_pattern() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = SHIPPED.replacen("destination-pattern: \"+1900T\"", "destination-pattern: \"+19[00T\"", 1);
+    assert_ne!(bad, SHIPPED);
+    std::fs::write(dir.path().join("g.yaml"), &bad).unwrap();
+    let out = t37gw(dir.path(), &["config", "check", "g.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let line = line_of(&bad, "+19[00T");
+    assert!(err.starts_with(&format!("g.yaml:{line}:")), "{err}");
+    assert!(err.contains(": destination-pattern: "), "{err}");
+}
+
+#[test]
+fn config_check_of_a_missing_file_fails_with_exit_1_and_usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = t37gw(dir.path(), &["config", "check", "nope.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("nope.yaml"));
+    let out = t37gw(dir.path(), &["no-such-command"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn onramp_submit_spools_a_job_that_jobs_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gateway.yaml"), SHIPPED).unwrap();
+    let tif = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
+    let out = t37gw(
+        dir.path(),
+        &["onramp", "submit", "--dnis", "12025550100", "--ani", "4940123456", tif.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let job = text(&out.stdout).trim().to_string();
+    assert!(t37gw::ids::is_job_id(&job), "{job}");
+    let out = t37gw(dir.path(), &["jobs"]);
+    assert_eq!(out.status.code(), Some(0));
+    let table = text(&out.stdout);
+    let row = table.lines().find(|l| l.starts_with(&job)).expect("job row");
+    assert!(row.contains("onramp") && row.contains("queued") && row.contains(" 3 "), "{row}");
+    let out = t37gw(dir.path(), &["jobs", "--json", "--state", "queued"]);
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(v["id"], job.as_str());
+    assert_eq!(v["recipient"], "FAX=+12025550100@gw.example.test");
+    let out = t37gw(dir.path(), &["jobs", "show", &job]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("onramp_submitted"));
+    let out = t37gw(dir.path(), &["jobs", "show", "ON-nonexistent"]);
+    assert_eq!(out.status.code(), Some(1));
+    // A page that is no image: exit 1, no job.
+    std::fs::write(dir.path().join("junk.tif"), b"II*\0garbage").unwrap();
+    let out = t37gw(dir.path(), &["onramp", "submit", "--dnis", "1", "--ani", "2", "junk.tif"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("image"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn demo_completes_and_leaves_its_workdir() {
+    if !have_tool("tiffinfo") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    let out = t37gw(dir.path(), &["demo", "--workdir", w.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(w.join("gateway.yaml").is_file() && w.join("journal.jsonl").is_file() && w.join("spool").is_dir());
+    let tifs: Vec<_> = std::fs::read_dir(w.join("outbox"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "tif"))
+        .collect();
+    assert_eq!(tifs.len(), 2);
+    for t in tifs {
+        let json = t.path().with_extension("json");
+        assert!(json.is_file(), "{} has its job file", t.path().display());
+        let (ok, out, err) = run("tiffinfo", &["-D", t.path().to_str().unwrap()]);
+        assert!(ok && err.trim().is_empty(), "{err}");
+        assert!(out.contains("CCITT Group 3"));
+    }
+}
