@@ -49,7 +49,8 @@ pub enum Command {
     Jobs {
         #[command(subcommand)]
         command: Option<JobsCommand>,
-        #[arg(long, default_value = "gateway.yaml")]
+        /// Configuration file (names the journal).
+        #[arg(long, default_value = "gateway.yaml", global = true)]
         config: PathBuf,
         /// One JSON object per job, per line.
         #[arg(long)]
@@ -109,6 +110,18 @@ pub enum ConfigCommand {
         #[arg(default_value = "gateway.yaml")]
         file: PathBuf,
     },
+}
+
+/// `println!` for command output: a closed pipe (`t37gw jobs | head`) ends the program
+/// quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if writeln!(stdout, $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
 }
 
 /// Entry point for the binary.
@@ -186,7 +199,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pages: bytes,
             };
             let job = crate::onramp::submit(&cfg, &spool, &|ev: Event| journal.append(&ev), &fax)?;
-            println!("{job}");
+            out!("{job}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs {
@@ -219,10 +232,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .collect();
             if json {
                 for r in &rows {
-                    println!("{}", serde_json::to_string(r)?);
+                    out!("{}", serde_json::to_string(r)?);
                 }
             } else {
-                print!("{}", format_table(&rows));
+                out!("{}", format_table(&rows).trim_end());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -230,7 +243,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file) {
             Ok(c) => {
-                println!(
+                out!(
                     "{}: valid ({} onramp and {} offramp dial peers, {} fax backends)",
                     file.display(),
                     c.onramp_peers.len(),
@@ -320,7 +333,7 @@ fn show_job(events: &[Event], id: &str, json: bool) -> anyhow::Result<ExitCode> 
     }
     for ev in mine {
         if json {
-            println!("{}", ev.to_line());
+            out!("{}", ev.to_line());
         } else {
             let details: Vec<String> = ev
                 .details
@@ -330,7 +343,7 @@ fn show_job(events: &[Event], id: &str, json: bool) -> anyhow::Result<ExitCode> 
                     None => format!("{k}={v}"),
                 })
                 .collect();
-            println!(
+            out!(
                 "{}  {:<18} {}",
                 fmt_time(ev.time),
                 ev.event,

@@ -78,13 +78,21 @@ fn apply(row: &mut JobRow, ev: &Event) {
             }
         }
         "offramp_received" => {
-            row.direction = if ev.str("kind") == Some("report") { "report" } else { "offramp" }.into();
+            row.direction = if ev.str("kind") == Some("report") {
+                "report"
+            } else {
+                "offramp"
+            }
+            .into();
             row.recipient = ev.str("recipients").map(str::to_string).or(recipient);
             row.state = "received".into();
         }
         "report_correlated" => {
             row.state = "correlated".into();
-            row.recipient = ev.str("correlated_job").map(|j| format!("-> {j}")).or(row.recipient.take());
+            row.recipient = ev
+                .str("correlated_job")
+                .map(|j| format!("-> {j}"))
+                .or(row.recipient.take());
         }
         "report_orphaned" => row.state = "orphaned".into(),
         "report_ignored" => row.state = "ignored".into(),

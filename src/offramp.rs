@@ -105,7 +105,10 @@ impl Backend for OfframpBackend {
         let shared = self.shared.clone();
         async move {
             // Messages only for the return address are reports for the receipt tracker.
-            let only_reports = envelope.rcpts.iter().all(|r| classify(&shared, &r.address) == Ok(Destination::Reports));
+            let only_reports = envelope
+                .rcpts
+                .iter()
+                .all(|r| classify(&shared, &r.address) == Ok(Destination::Reports));
             let id = ids::new_job_id(if only_reports { "RPT" } else { "OFF" });
             let received = format!(
                 "Received: from {helo} ({addr})\r\n\tby {host} (t37gw) with ESMTP id {id};\r\n\t{date}\r\n",
@@ -149,9 +152,19 @@ impl Backend for OfframpBackend {
     }
 }
 
-fn received_event(shared: &Shared, id: &str, env: &Envelope, message_id: Option<&str>, size: usize) -> Event {
+fn received_event(
+    shared: &Shared,
+    id: &str,
+    env: &Envelope,
+    message_id: Option<&str>,
+    size: usize,
+) -> Event {
     let rcpts: Vec<&str> = env.rcpts.iter().map(|r| r.address.as_str()).collect();
-    let reports = env.rcpts.iter().filter(|r| classify(shared, &r.address) == Ok(Destination::Reports)).count();
+    let reports = env
+        .rcpts
+        .iter()
+        .filter(|r| classify(shared, &r.address) == Ok(Destination::Reports))
+        .count();
     let kind = match reports {
         0 => "fax",
         n if n == env.rcpts.len() => "report",
@@ -514,7 +527,10 @@ fn ingest_report(shared: &Shared, id: &str, message: &[u8]) {
             let via = serde_json::to_value(matched_by).unwrap_or_default();
             shared.record_or_log(
                 Event::new(id, "report_correlated")
-                    .with("kind", serde_json::to_value(report.kind).unwrap_or_default())
+                    .with(
+                        "kind",
+                        serde_json::to_value(report.kind).unwrap_or_default(),
+                    )
                     .with("correlated_job", job.clone())
                     .with("matched_by", via.clone()),
             );

@@ -8,7 +8,11 @@ use std::process::{Command, Output};
 use support::*;
 
 fn t37gw(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_t37gw")).current_dir(dir).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_t37gw"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn text(b: &[u8]) -> String {
@@ -23,7 +27,10 @@ fn line_of(text: &str, needle: &str) -> usize {
 
 #[test]
 fn config_check_accepts_the_shipped_file() {
-    let out = t37gw(Path::new(env!("CARGO_MANIFEST_DIR")), &["config", "check", "gateway.yaml"]);
+    let out = t37gw(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &["config", "check", "gateway.yaml"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
@@ -43,7 +50,11 @@ fn config_check_names_file_line_and_key_of_a_misspelt_key() {
 #[test]
 fn config_check_names_file_line_and_key_of_a_bad_destination_pattern() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = SHIPPED.replacen("destination-pattern: \"+1900T\"", "destination-pattern: \"+19[00T\"", 1);
+    let bad = SHIPPED.replacen(
+        "destination-pattern: \"+1900T\"",
+        "destination-pattern: \"+19[00T\"",
+        1,
+    );
     assert_ne!(bad, SHIPPED);
     std::fs::write(dir.path().join("g.yaml"), &bad).unwrap();
     let out = t37gw(dir.path(), &["config", "check", "g.yaml"]);
@@ -71,7 +82,15 @@ fn onramp_submit_spools_a_job_that_jobs_lists() {
     let tif = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
     let out = t37gw(
         dir.path(),
-        &["onramp", "submit", "--dnis", "12025550100", "--ani", "4940123456", tif.to_str().unwrap()],
+        &[
+            "onramp",
+            "submit",
+            "--dnis",
+            "12025550100",
+            "--ani",
+            "4940123456",
+            tif.to_str().unwrap(),
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let job = text(&out.stdout).trim().to_string();
@@ -79,10 +98,17 @@ fn onramp_submit_spools_a_job_that_jobs_lists() {
     let out = t37gw(dir.path(), &["jobs"]);
     assert_eq!(out.status.code(), Some(0));
     let table = text(&out.stdout);
-    let row = table.lines().find(|l| l.starts_with(&job)).expect("job row");
-    assert!(row.contains("onramp") && row.contains("queued") && row.contains(" 3 "), "{row}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&job))
+        .expect("job row");
+    assert!(
+        row.contains("onramp") && row.contains("queued") && row.contains(" 3 "),
+        "{row}"
+    );
     let out = t37gw(dir.path(), &["jobs", "--json", "--state", "queued"]);
-    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
     assert_eq!(v["id"], job.as_str());
     assert_eq!(v["recipient"], "FAX=+12025550100@gw.example.test");
     let out = t37gw(dir.path(), &["jobs", "show", &job]);
@@ -92,7 +118,10 @@ fn onramp_submit_spools_a_job_that_jobs_lists() {
     assert_eq!(out.status.code(), Some(1));
     // A page that is no image: exit 1, no job.
     std::fs::write(dir.path().join("junk.tif"), b"II*\0garbage").unwrap();
-    let out = t37gw(dir.path(), &["onramp", "submit", "--dnis", "1", "--ani", "2", "junk.tif"]);
+    let out = t37gw(
+        dir.path(),
+        &["onramp", "submit", "--dnis", "1", "--ani", "2", "junk.tif"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("image"), "{}", text(&out.stderr));
 }
@@ -105,8 +134,18 @@ fn demo_completes_and_leaves_its_workdir() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path().join("w");
     let out = t37gw(dir.path(), &["demo", "--workdir", w.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
-    assert!(w.join("gateway.yaml").is_file() && w.join("journal.jsonl").is_file() && w.join("spool").is_dir());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        w.join("gateway.yaml").is_file()
+            && w.join("journal.jsonl").is_file()
+            && w.join("spool").is_dir()
+    );
     let tifs: Vec<_> = std::fs::read_dir(w.join("outbox"))
         .unwrap()
         .filter_map(|e| e.ok())
