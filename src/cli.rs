@@ -70,6 +70,23 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// DSN and MDN reports.
+    Receipts {
+        #[command(subcommand)]
+        command: ReceiptsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReceiptsCommand {
+    /// Parse report messages (.eml) without touching any job: one line per file.
+    Parse {
+        /// One JSON object per file and line (schema: docs/receipts.md, INTERFACE.md).
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,6 +256,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Receipts {
+            command: ReceiptsCommand::Parse { json, files },
+        } => parse_reports(&files, json),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file) {
@@ -258,6 +278,65 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+/// `receipts parse`: exit 1 when a file cannot be read or is not a readable message.
+fn parse_reports(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+    let mut ok = true;
+    for f in files {
+        let mut report = match std::fs::read(f) {
+            Ok(bytes) => crate::receipts::parse(&bytes),
+            Err(e) => {
+                let mut r =
+                    crate::receipts::Report::empty(crate::receipts::ReportKind::Unparseable);
+                r.error = Some(format!("cannot read: {e}"));
+                r
+            }
+        };
+        report.file = Some(f.display().to_string());
+        ok &= report.kind != crate::receipts::ReportKind::Unparseable;
+        if json {
+            out!("{}", serde_json::to_string(&report)?);
+        } else {
+            let recipients: Vec<String> = report
+                .recipients
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {}",
+                        r.original_recipient
+                            .as_deref()
+                            .or(r.final_recipient.as_deref())
+                            .unwrap_or("-"),
+                        r.action.as_deref().unwrap_or("-"),
+                        r.status.as_deref().unwrap_or("-")
+                    )
+                })
+                .collect();
+            let kind = serde_json::to_value(report.kind)?;
+            if let Some(e) = &report.error {
+                out!("{}: {} ({e})", f.display(), kind.as_str().unwrap_or("-"));
+                continue;
+            }
+            out!(
+                "{}: {} envid={} message-id={} {}",
+                f.display(),
+                kind.as_str().unwrap_or("-"),
+                report.envid.as_deref().unwrap_or("-"),
+                report
+                    .original_message_id
+                    .as_deref()
+                    .or(report.returned_message_id.as_deref())
+                    .unwrap_or("-"),
+                recipients.join("; ")
+            );
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `30s`, `15m`, `1h`, `2d`, `1w`.
