@@ -25,4 +25,18 @@ if [ "${CI:-}" = true ] && [ ! -d ../shared/corpus ]; then
   exit 1
 fi
 
+# A loopback-only Postfix (smtpd on 127.0.0.1:25, DSNs for gw.example.test to 127.0.0.1:2525)
+# for the end-to-end receipt test. Started when ../shared has its setup script and we are root.
+postfix_up() { (exec 3<>/dev/tcp/127.0.0.1/25) 2>/dev/null; }
+if ! postfix_up && [ -f ../shared/bench/postfix_loopback.sh ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "test.sh: starting a loopback Postfix (../shared/bench/postfix_loopback.sh start)"
+    bash ../shared/bench/postfix_loopback.sh start >/tmp/t37gw-postfix-start.log 2>&1 \
+      || { cat /tmp/t37gw-postfix-start.log >&2; [ "${CI:-}" != true ] || exit 1; }
+  elif [ "${CI:-}" = true ]; then
+    echo "test.sh: CI=true needs root to start the loopback Postfix" >&2
+    exit 1
+  fi
+fi
+
 cargo test "$@"
