@@ -28,6 +28,9 @@ pub struct Shared {
     /// Journal bytes already folded into the index (other processes, such as
     /// `t37gw onramp submit`, append to the same journal).
     journal_offset: Mutex<u64>,
+    /// Offramp messages waiting for a fax retry: id → (first try, attempts, next try).
+    retries:
+        Mutex<std::collections::HashMap<String, (std::time::Instant, u32, std::time::Instant)>>,
     /// Wakes the offramp worker (a message was spooled).
     pub offramp_wake: Notify,
     /// Wakes the outgoing queue (a message was queued).
@@ -42,6 +45,7 @@ impl Shared {
         let shared = Shared {
             index: Mutex::new(JobIndex::default()),
             journal_offset: Mutex::new(0),
+            retries: Mutex::new(Default::default()),
             config,
             spool,
             journal,
@@ -90,6 +94,40 @@ impl Shared {
         if let Err(e) = self.record(event) {
             tracing::error!("journal append failed: {e}");
         }
+    }
+
+    /// When the offramp first tried `id` (now, for a message not yet retried).
+    pub fn retry_started(&self, id: &str) -> std::time::Instant {
+        let r = self.retries.lock().unwrap_or_else(|p| p.into_inner());
+        r.get(id)
+            .map(|e| e.0)
+            .unwrap_or_else(std::time::Instant::now)
+    }
+
+    /// Schedule the next fax attempt for `id`: 30 s, doubling, at most 10 minutes apart.
+    pub fn retry_later(&self, id: &str) {
+        let mut r = self.retries.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let e = r.entry(id.to_string()).or_insert((now, 0, now));
+        e.1 += 1;
+        let delay = Duration::from_secs(30)
+            .saturating_mul(1 << e.1.min(5))
+            .min(Duration::from_secs(600));
+        e.2 = now + delay / 2;
+    }
+
+    /// Forget retry state of a finished message.
+    pub fn retry_done(&self, id: &str) {
+        self.retries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// True when `id` may be tried now.
+    pub fn retry_due(&self, id: &str) -> bool {
+        let r = self.retries.lock().unwrap_or_else(|p| p.into_inner());
+        r.get(id).is_none_or(|e| e.2 <= std::time::Instant::now())
     }
 
     /// Lock the index.
@@ -184,7 +222,9 @@ async fn offramp_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) 
                     if *shutdown.borrow() {
                         return;
                     }
-                    offramp::process(&shared, &id).await;
+                    if shared.retry_due(&id) {
+                        offramp::process(&shared, &id).await;
+                    }
                 }
             }
             Err(e) => tracing::error!("offramp spool unreadable: {e}"),

@@ -178,6 +178,8 @@ pub struct JobIndex {
     sent: HashSet<(String, String)>,
     /// (Message-ID, number) pairs already faxed (offramp dedupe).
     faxed: HashMap<(String, String), String>,
+    /// DSN marks already queued (`FAX:delay`, `FAX:final`).
+    dsn_marks: HashSet<String>,
     /// Fax id → its final event (`fax_delivered`, `fax_relayed`, `fax_failed`).
     fax_final: HashMap<String, Event>,
 }
@@ -199,6 +201,12 @@ impl JobIndex {
         if let Some(mid) = ev.str("message_id") {
             if ev.event == "onramp_submitted" {
                 self.message_ids.insert(mid.to_string(), ev.job.clone());
+            }
+        }
+        if ev.event == "dsn_queued" {
+            if let Some(marks) = ev.details.get("reports").and_then(|v| v.as_array()) {
+                self.dsn_marks
+                    .extend(marks.iter().filter_map(|m| m.as_str().map(str::to_string)));
             }
         }
         if ev.event == "mail_sent" {
@@ -231,6 +239,11 @@ impl JobIndex {
     pub fn was_sent(&self, job: &str, recipient: &str) -> bool {
         self.sent
             .contains(&(job.to_string(), recipient.to_string()))
+    }
+
+    /// True when the DSN `mark` (`FAX:delay` or `FAX:final`) was already queued.
+    pub fn dsn_queued(&self, mark: &str) -> bool {
+        self.dsn_marks.contains(mark)
     }
 
     /// The final event of a fax id, if it has one.

@@ -220,17 +220,17 @@ pub async fn process(shared: &Shared, id: &str) {
     if reports && !shared.index().has(id, "report_processed") {
         ingest_report(shared, id, &message);
     }
-    let mut finals: Vec<(Recipient, String, FaxOutcome)> = Vec::new();
-    let mut pending = false;
+    let mut outcomes: Vec<(Recipient, String, FaxOutcome)> = Vec::new();
     if !faxes.is_empty() {
         let image = extract_fax(shared, &message);
+        let first_try = shared.retry_started(id);
         for (i, (rcpt, number)) in faxes.iter().enumerate() {
             let fax_id = if faxes.len() == 1 {
                 id.to_string()
             } else {
                 format!("{id}-{}", i + 1)
             };
-            match fax_one(
+            let mut outcome = fax_one(
                 shared,
                 id,
                 &fax_id,
@@ -240,17 +240,35 @@ pub async fn process(shared: &Shared, id: &str) {
                 message_id.as_deref(),
                 &image,
             )
-            .await
-            {
-                Some(outcome) => finals.push((rcpt.clone(), number.clone(), outcome)),
-                None => pending = true,
+            .await;
+            if let FaxOutcome::Retry(why) = outcome.clone() {
+                if first_try.elapsed() > FAX_GIVE_UP {
+                    // RFC 3463 4.4.7: delivery time expired.
+                    outcome = FaxOutcome::Failed {
+                        status: "4.4.7".into(),
+                        reason: format!("gave up after {} h: {why}", FAX_GIVE_UP.as_secs() / 3600),
+                    };
+                    shared.record_or_log(
+                        Event::new(id, "fax_failed")
+                            .with("recipient", rcpt.address.clone())
+                            .with("number", number.clone())
+                            .with("fax", fax_id.clone())
+                            .with("status", "4.4.7")
+                            .with("reason", format!("gave up: {why}")),
+                    );
+                }
             }
+            outcomes.push((rcpt.clone(), fax_id, outcome));
         }
     }
-    if !finals.is_empty() && !shared.index().has(id, "dsn_queued") {
-        queue_dsn(shared, id, &env, &message, &finals);
-    }
-    if !pending {
+    queue_dsn(shared, id, &env, &message, &outcomes);
+    let pending = outcomes
+        .iter()
+        .any(|(_, _, o)| matches!(o, FaxOutcome::Retry(_)));
+    if pending {
+        shared.retry_later(id);
+    } else {
+        shared.retry_done(id);
         if let Err(e) = shared.spool.remove_offramp(id) {
             tracing::error!(job = id, "cannot remove finished message: {e}");
         } else {
@@ -258,6 +276,10 @@ pub async fn process(shared: &Shared, id: &str) {
         }
     }
 }
+
+/// How long the offramp keeps retrying a fax the backend asked to retry (exit 75, outbox
+/// write failure) before it fails with 4.4.7 and a failure DSN.
+pub const FAX_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The fax image of a message: every `image/tiff` part (or part whose bytes are a TIFF),
 /// normalised into one TIFF-F. Errors carry the RFC 3463 status for the DSN.
@@ -306,7 +328,7 @@ async fn fax_one(
     number: &str,
     message_id: Option<&str>,
     image: &FaxImage,
-) -> Option<FaxOutcome> {
+) -> FaxOutcome {
     let record = |name: &str, o: &FaxOutcome, peer: &str, pages: usize| {
         let (status, reason) = match o {
             FaxOutcome::Delivered(r) | FaxOutcome::Relayed(r) => ("2.0.0".to_string(), r.clone()),
@@ -328,14 +350,14 @@ async fn fax_one(
     // Already done before a restart? Rebuild the outcome from the journal's verdict.
     if let Some(ev) = shared.index().fax_final(fax_id) {
         let reason = ev.str("reason").unwrap_or_default().to_string();
-        return Some(match ev.event.as_str() {
+        return match ev.event.as_str() {
             "fax_delivered" => FaxOutcome::Delivered(reason),
             "fax_relayed" => FaxOutcome::Relayed(reason),
             _ => FaxOutcome::Failed {
                 status: ev.str("status").unwrap_or("5.0.0").to_string(),
                 reason,
             },
-        });
+        };
     }
     if let Some(mid) = message_id {
         if let Some(other) = shared
@@ -352,7 +374,7 @@ async fn fax_one(
                             format!("{mid} was already faxed to {number} by {other}"),
                         ),
                 );
-                return Some(FaxOutcome::Relayed(format!("duplicate of {other}")));
+                return FaxOutcome::Relayed(format!("duplicate of {other}"));
             }
         }
     }
@@ -363,7 +385,7 @@ async fn fax_one(
             reason: "fax number not permitted".into(),
         };
         record("fax_failed", &o, "-", 0);
-        return Some(o);
+        return o;
     };
     let (tiff, pages) = match image {
         Ok(x) => x,
@@ -373,7 +395,7 @@ async fn fax_one(
                 reason: reason.clone(),
             };
             record("fax_failed", &o, &peer.name, 0);
-            return Some(o);
+            return o;
         }
     };
     let crate::config::OfframpTarget::Backend(bname) = &peer.target else {
@@ -382,12 +404,12 @@ async fn fax_one(
             reason: "fax number not permitted".into(),
         };
         record("fax_failed", &o, &peer.name, 0);
-        return Some(o);
+        return o;
     };
     let Some(backend) = cfg.backend(bname) else {
         let o = FaxOutcome::Retry(format!("backend {bname} not configured"));
         record("fax_deferred", &o, &peer.name, *pages);
-        return None;
+        return o;
     };
     let job = FaxJob {
         job: fax_id.to_string(),
@@ -406,10 +428,7 @@ async fn fax_one(
         FaxOutcome::Retry(_) => "fax_deferred",
     };
     record(name, &outcome, &peer.name, *pages);
-    match outcome {
-        FaxOutcome::Retry(_) => None,
-        o => Some(o),
-    }
+    outcome
 }
 
 /// Queue the DSN for the final outcomes, as NOTIFY asks (RFC 3461 §4.1: absent NOTIFY means
@@ -419,14 +438,22 @@ fn queue_dsn(
     id: &str,
     env: &Envelope,
     message: &[u8],
-    finals: &[(Recipient, String, FaxOutcome)],
+    outcomes: &[(Recipient, String, FaxOutcome)],
 ) {
     if env.mail_from.is_empty() {
         return;
     }
     let cfg = &shared.config;
     let mut recipients = Vec::new();
-    for (rcpt, _number, outcome) in finals {
+    let mut marks = Vec::new();
+    for (rcpt, fax_id, outcome) in outcomes {
+        let mark = match outcome {
+            FaxOutcome::Retry(_) => format!("{fax_id}:delay"),
+            _ => format!("{fax_id}:final"),
+        };
+        if shared.index().dsn_queued(&mark) {
+            continue;
+        }
         let notify = rcpt.notify;
         let (action, status, diag) = match outcome {
             FaxOutcome::Delivered(r) => ("delivered", "2.0.0".to_string(), r.clone()),
@@ -444,6 +471,7 @@ fn queue_dsn(
         if !wanted {
             continue;
         }
+        marks.push(mark);
         recipients.push(DsnRecipient {
             original_recipient: rcpt.orcpt.clone(),
             final_recipient: rcpt.address.clone(),
@@ -503,6 +531,7 @@ fn queue_dsn(
                 Event::new(id, "dsn_queued")
                     .with("to", env.mail_from.clone())
                     .with("actions", actions.join(","))
+                    .with("reports", marks)
                     .with("dsn", dsn_id),
             );
             shared.outq_wake.notify_one();

@@ -361,3 +361,137 @@ async fn restart_in_the_middle_completes_the_job_with_one_fax() {
     );
     assert_eq!(work.outbox_tiffs().len(), 1, "exactly one fax");
 }
+
+/// The shipped config with the offramp's catch-all peer sending to a command backend.
+fn with_command_backend(argv: &'static str) -> impl Fn(String) -> String {
+    move |t: String| {
+        t.replace("    session-target: outbox\n", "    session-target: cmd\n")
+            .replace(
+                "fax-backends:\n",
+                &format!("fax-backends:\n  - name: cmd\n    type: command\n    command: {argv}\n"),
+            )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_backend_exit_status_decides_the_dsn() {
+    // Exit 0: the fax is sent; the command got the TIFF-F file and the number.
+    let work = Workdir::new();
+    let out = work.path().join("sent");
+    std::fs::create_dir_all(&out).unwrap();
+    let argv: &'static str = Box::leak(
+        format!(
+            r#"[sh, -c, 'cp "$1" "{}/$2.tif"', sendfax, "$file$", "$number$"]"#,
+            out.display()
+        )
+        .into_boxed_str(),
+    );
+    let gw = start(&work, with_command_backend(argv)).await;
+    let job = gw.shared.submit_fax(&g3_fax()).unwrap();
+    let ev = work
+        .wait_for(30, "DSN", |e| e.job == job && e.event == "dsn_received")
+        .await;
+    assert_eq!(ev.str("action"), Some("delivered"), "{}", ev.to_line());
+    gw.shutdown().await;
+    let sent = out.join("+12025550100.tif");
+    assert!(
+        sent.is_file(),
+        "the command received the fax file and the number"
+    );
+    if have_tool("tiffinfo") {
+        let (ok, info, err) = run("tiffinfo", &[sent.to_str().unwrap()]);
+        assert!(
+            ok && err.trim().is_empty() && info.matches("TIFF Directory").count() == 3,
+            "{info}{err}"
+        );
+    }
+
+    // Exit 1: the fax failed; the onramp job gets a failure DSN.
+    let work = Workdir::new();
+    let gw = start(
+        &work,
+        with_command_backend("[sh, -c, 'echo line busy >&2; exit 1']"),
+    )
+    .await;
+    let job = gw.shared.submit_fax(&g3_fax()).unwrap();
+    let ev = work
+        .wait_for(30, "DSN", |e| e.job == job && e.event == "dsn_received")
+        .await;
+    assert_eq!(ev.str("action"), Some("failed"), "{}", ev.to_line());
+    assert!(
+        ev.str("diagnostic_code")
+            .is_some_and(|d| d.contains("line busy")),
+        "{}",
+        ev.to_line()
+    );
+    gw.shutdown().await;
+
+    // Exit 75 (EX_TEMPFAIL): retried later; NOTIFY=DELAY gets one delay DSN meanwhile.
+    let work = Workdir::new();
+    let gw = start(&work, with_command_backend("[sh, -c, 'exit 75']")).await;
+    let job = gw.shared.submit_fax(&g3_fax()).unwrap();
+    let ev = work
+        .wait_for(30, "DSN", |e| e.job == job && e.event == "dsn_received")
+        .await;
+    assert_eq!(ev.str("action"), Some("delayed"), "{}", ev.to_line());
+    assert!(
+        ev.str("status").is_some_and(|s| s.starts_with("4.")),
+        "{}",
+        ev.to_line()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    gw.shutdown().await;
+    let events = work.events();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.job == job && e.event == "dsn_received")
+            .count(),
+        1,
+        "one delay DSN"
+    );
+    let off = events
+        .iter()
+        .find(|e| e.event == "offramp_received" && e.str("envid") == Some(job.as_str()))
+        .unwrap();
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.job == off.job && e.event == "offramp_completed"),
+        "still spooled for a retry"
+    );
+    assert_eq!(
+        std::fs::read_dir(work.path().join("spool/offramp"))
+            .unwrap()
+            .count(),
+        2,
+        "message + envelope kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_picks_up_faxes_dropped_into_the_incoming_directory() {
+    let work = Workdir::new();
+    let gw = start(&work, |t| t).await;
+    let incoming = work.path().join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    std::fs::write(incoming.join("fax1-p1.tif"), fixture("fax-3page-g3.tif")).unwrap();
+    std::fs::write(incoming.join("fax1-p2.png"), fixture("scan-page.png")).unwrap();
+    std::fs::write(incoming.join("fax1.job"), "dnis: \"12025550100\"\nani: \"4940123456\"\ntsi: ACME\npages: [fax1-p1.tif, fax1-p2.png]\n")
+        .unwrap();
+    // A broken job file is set aside with the reason, not retried forever.
+    std::fs::write(incoming.join("bad.job"), "dnis: 1\npages: [missing.tif]\n").unwrap();
+    let ev = work
+        .wait_for(20, "onramp_submitted", |e| e.event == "onramp_submitted")
+        .await;
+    assert_eq!(ev.str("pages").map(str::to_string), None);
+    assert_eq!(ev.details.get("pages").and_then(|v| v.as_u64()), Some(4));
+    assert_eq!(ev.str("tsi"), Some("ACME"));
+    let job = ev.job.clone();
+    work.wait_for(30, "DSN", |e| e.job == job && e.event == "dsn_received")
+        .await;
+    gw.shutdown().await;
+    assert!(!incoming.join("fax1.job").exists() && !incoming.join("fax1-p1.tif").exists());
+    let why = std::fs::read_to_string(incoming.join("failed/bad.job.error")).unwrap();
+    assert!(why.contains("missing.tif"), "{why}");
+}

@@ -14,8 +14,14 @@ use support::*;
 use t37gw::onramp::ReceivedFax;
 
 fn postfix_up() -> bool {
-    let up = std::net::TcpStream::connect_timeout(&"127.0.0.1:25".parse().unwrap(), Duration::from_secs(2)).is_ok();
-    up || skip("no Postfix on 127.0.0.1:25 (run ../shared/bench/postfix_loopback.sh start; .ci/run does)")
+    let up = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:25".parse().unwrap(),
+        Duration::from_secs(2),
+    )
+    .is_ok();
+    up || skip(
+        "no Postfix on 127.0.0.1:25 (run ../shared/bench/postfix_loopback.sh start; .ci/run does)",
+    )
 }
 
 const PEERS: &str = r#"onramp-dial-peers:
@@ -57,7 +63,9 @@ async fn postfix_dsns_land_on_their_jobs() {
         let end = t.find("# Offramp dial peers").unwrap();
         format!("{}{PEERS}\n{}", &t[..start], &t[end..])
     });
-    let gw = t37gw::gateway::Gateway::start(cfg, Some(listener)).await.unwrap();
+    let gw = t37gw::gateway::Gateway::start(cfg, Some(listener))
+        .await
+        .unwrap();
     let mut jobs = Vec::new();
     for dnis in ["1001", "1002", "1003", "1004"] {
         let fax = ReceivedFax {
@@ -68,15 +76,27 @@ async fn postfix_dsns_land_on_their_jobs() {
         };
         jobs.push(gw.shared.submit_fax(&fax).unwrap());
     }
-    let expect = [("delivered", "2.0.0"), ("failed", "5.1.1"), ("relayed", "2.0.0"), ("expanded", "2.0.0")];
+    let expect = [
+        ("delivered", "2.0.0"),
+        ("failed", "5.1.1"),
+        ("relayed", "2.0.0"),
+        ("expanded", "2.0.0"),
+    ];
     for (job, (action, status)) in jobs.iter().zip(expect) {
         let ev = work
-            .wait_for(150, &format!("Postfix's DSN for {job}"), |e| &e.job == job && e.event == "dsn_received")
+            .wait_for(150, &format!("Postfix's DSN for {job}"), |e| {
+                &e.job == job && e.event == "dsn_received"
+            })
             .await;
         assert_eq!(ev.str("action"), Some(action), "{}", ev.to_line());
         assert_eq!(ev.str("status"), Some(status), "{}", ev.to_line());
         assert_eq!(ev.str("matched_by"), Some("envid"), "{}", ev.to_line());
-        assert!(ev.str("reporting_mta").is_some_and(|m| m.contains("mta.example.test")), "{}", ev.to_line());
+        assert!(
+            ev.str("reporting_mta")
+                .is_some_and(|m| m.contains("mta.example.test")),
+            "{}",
+            ev.to_line()
+        );
     }
     // The job table shows the same verdicts.
     let rows = t37gw::jobs::table(&work.events());
