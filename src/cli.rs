@@ -215,7 +215,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tsi,
                 pages: bytes,
             };
-            let job = crate::onramp::submit(&cfg, &spool, &|ev: Event| journal.append(&ev), &fax)?;
+            let job =
+                match crate::onramp::submit(&cfg, &spool, &|ev: Event| journal.append(&ev), &fax) {
+                    Ok(job) => job,
+                    Err(crate::onramp::OnrampError::Page { index, source }) => {
+                        let name = pages
+                            .get(index - 1)
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default();
+                        anyhow::bail!("{name}: {source}");
+                    }
+                    Err(e) => return Err(e.into()),
+                };
             out!("{job}");
             Ok(ExitCode::SUCCESS)
         }
@@ -225,7 +236,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let cfg = load_config(&config)?;
-            show_job(&journal::read_events(&cfg.journal)?, &id, json)
+            show_job(&read_journal(&cfg)?, &id, json)
         }
         Command::Jobs {
             command: None,
@@ -236,9 +247,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             peer,
         } => {
             let cfg = load_config(&config)?;
-            let events = journal::read_events(&cfg.journal)?;
+            let events = read_journal(&cfg)?;
+            if let Some(s) = &state {
+                if !jobs::STATES.contains(&s.as_str()) {
+                    anyhow::bail!(
+                        "unknown state {s:?}; states are: {}",
+                        jobs::STATES.join(", ")
+                    );
+                }
+            }
             let cutoff = match since {
-                Some(s) => Some(Utc::now() - parse_duration(&s)?),
+                Some(s) => Some(
+                    Utc::now()
+                        .checked_sub_signed(parse_duration(&s)?)
+                        .unwrap_or(DateTime::<Utc>::MIN_UTC),
+                ),
                 None => None,
             };
             let rows: Vec<JobRow> = jobs::table(&events)
@@ -278,6 +301,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+/// The journal's events; damaged lines are reported on stderr and skipped.
+fn read_journal(cfg: &Config) -> anyhow::Result<Vec<Event>> {
+    let (events, bad) = journal::read_events_checked(&cfg.journal)
+        .map_err(|e| anyhow::anyhow!("journal {}: {e}", cfg.journal.display()))?;
+    if let Some(first) = bad.first() {
+        eprintln!(
+            "t37gw: warning: {}: {} damaged line(s) skipped (first at line {first})",
+            cfg.journal.display(),
+            bad.len()
+        );
+    }
+    Ok(events)
 }
 
 /// `receipts parse`: exit 1 when a file cannot be read or is not a readable message.
@@ -345,7 +382,9 @@ fn parse_duration(s: &str) -> anyhow::Result<chrono::Duration> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num
         .parse()
-        .map_err(|_| anyhow::anyhow!("bad duration {s:?}: expected e.g. 30m, 1h, 2d"))?;
+        .ok()
+        .filter(|n: &i64| *n <= 1_000_000_000)
+        .ok_or_else(|| anyhow::anyhow!("bad duration {s:?}: expected e.g. 30m, 1h, 2d"))?;
     let secs = match unit {
         "s" | "" => 1,
         "m" => 60,

@@ -50,7 +50,7 @@ struct RawGateway {
 struct RawMtaReceive {
     listen: Option<S<String>>,
     maximum_message_size: Option<u64>,
-    maximum_recipients: Option<usize>,
+    maximum_recipients: Option<S<usize>>,
     #[serde(default)]
     aliases: Vec<S<String>>,
     command_timeout: Option<u64>,
@@ -65,7 +65,7 @@ struct RawMtaSend {
     mail_from: S<String>,
     return_receipt_to: Option<S<String>>,
     subject: Option<String>,
-    retry_initial: Option<u64>,
+    retry_initial: Option<S<u64>>,
     retry_maximum: Option<u64>,
     give_up_after: Option<u64>,
     connect_timeout: Option<u64>,
@@ -382,6 +382,20 @@ fn yaml_error(e: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
         .next()
         .unwrap_or(&message)
         .to_string();
+    // Drop hints addressed to the library's programmers.
+    let message = message
+        .split(", set DuplicateKeyPolicy")
+        .next()
+        .unwrap_or(&message)
+        .to_string();
+    let blank = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    let message = if blank {
+        "the file is empty: it needs at least gateway and mta-send".to_string()
+    } else {
+        message
+    };
     let key = match e {
         serde_saphyr::Error::SerdeUnknownField { field, .. } => field.clone(),
         serde_saphyr::Error::SerdeMissingField { field, .. } => field.to_string(),
@@ -442,6 +456,28 @@ impl Validator<'_> {
         }
         let mta_receive = self.mta_receive(raw.mta_receive);
         let mta_send = self.mta_send(raw.mta_send);
+        let names = |v: Vec<(String, Location)>| v;
+        let backend_names = names(
+            raw.fax_backends
+                .iter()
+                .map(|b| (b.name.clone(), b.kind.referenced))
+                .collect(),
+        );
+        let onramp_names = names(
+            raw.onramp_dial_peers
+                .iter()
+                .map(|p| (p.name.clone(), p.destination_pattern.referenced))
+                .collect(),
+        );
+        let offramp_names = names(
+            raw.offramp_dial_peers
+                .iter()
+                .map(|p| (p.name.clone(), p.destination_pattern.referenced))
+                .collect(),
+        );
+        self.unique_names("onramp-dial-peers", &onramp_names);
+        self.unique_names("offramp-dial-peers", &offramp_names);
+        self.unique_names("fax-backends", &backend_names);
         let backends: Vec<Backend> = raw
             .fax_backends
             .into_iter()
@@ -479,6 +515,14 @@ impl Validator<'_> {
         }
     }
 
+    fn unique_names(&mut self, section: &str, names: &[(String, Location)]) {
+        for (i, (name, at)) in names.iter().enumerate() {
+            if names[..i].iter().any(|(n, _)| n == name) {
+                self.err(at, "name", format!("`{name}` is used twice in {section}"));
+            }
+        }
+    }
+
     fn mta_receive(&mut self, raw: Option<RawMtaReceive>) -> MtaReceive {
         let mut r = MtaReceive {
             listen: SocketAddr::from(([127, 0, 0, 1], 2525)),
@@ -501,7 +545,16 @@ impl Validator<'_> {
             }
         }
         r.maximum_message_size = raw.maximum_message_size.unwrap_or(r.maximum_message_size);
-        r.maximum_recipients = raw.maximum_recipients.unwrap_or(r.maximum_recipients);
+        if let Some(m) = raw.maximum_recipients {
+            if m.value == 0 {
+                self.err(
+                    &m.referenced,
+                    "maximum-recipients",
+                    "must be at least 1 (RFC 5321 §4.5.3.1.8 asks for 100)",
+                );
+            }
+            r.maximum_recipients = m.value.max(1);
+        }
         r.aliases = raw
             .aliases
             .into_iter()
@@ -563,6 +616,20 @@ impl Validator<'_> {
             }
             None => mail_from.clone(),
         };
+        let initial = raw.retry_initial.as_ref().map(|r| r.value).unwrap_or(5);
+        let maximum = raw.retry_maximum.unwrap_or(600);
+        let initial_at = raw
+            .retry_initial
+            .as_ref()
+            .map(|r| r.referenced)
+            .unwrap_or(raw.mail_from.referenced);
+        if initial == 0 || initial > maximum {
+            self.err(
+                &initial_at,
+                "retry-initial",
+                format!("must be between 1 and retry-maximum ({maximum}) seconds"),
+            );
+        }
         MtaSend {
             servers,
             mail_from,
@@ -570,7 +637,7 @@ impl Validator<'_> {
             subject: raw
                 .subject
                 .unwrap_or_else(|| "Incoming Fax[DNIS=$d$][ANI=$s$]".into()),
-            retry_initial: Duration::from_secs(raw.retry_initial.unwrap_or(5)),
+            retry_initial: Duration::from_secs(initial),
             retry_maximum: Duration::from_secs(raw.retry_maximum.unwrap_or(600)),
             give_up_after: Duration::from_secs(raw.give_up_after.unwrap_or(5 * 86400)),
             connect_timeout: Duration::from_secs(raw.connect_timeout.unwrap_or(30)),
@@ -631,6 +698,19 @@ impl Validator<'_> {
     fn onramp_peer(&mut self, raw: RawOnrampPeer) -> Option<OnrampPeer> {
         let pattern = self.pattern(&raw.destination_pattern);
         let target = raw.session_target.value.trim();
+        let unknown_token = target
+            .split('$')
+            .skip(1)
+            .step_by(2)
+            .find(|tok| !matches!(*tok, "d" | "s" | "t"))
+            .map(str::to_string);
+        if let Some(tok) = &unknown_token {
+            self.err(
+                &raw.session_target.referenced,
+                "session-target",
+                format!("unknown template token `${tok}$`: use $d$ (DNIS), $s$ (ANI) or $t$ (TSI)"),
+            );
+        }
         let mailto = match target.strip_prefix("mailto:") {
             Some(t) if t.contains('@') => Some(t.to_string()),
             _ => {
@@ -649,6 +729,15 @@ impl Validator<'_> {
         };
         if let Some(list) = raw.dsn {
             dsn = DsnRequest::default();
+            if list.len() > 1 {
+                if let Some(never) = list.iter().find(|i| i.value.eq_ignore_ascii_case("never")) {
+                    self.err(
+                        &never.referenced,
+                        "dsn",
+                        "`never` cannot be combined with other values (RFC 3461 §4.1)",
+                    );
+                }
+            }
             for item in list {
                 match item.value.to_ascii_lowercase().as_str() {
                     "success" => dsn.success = true,

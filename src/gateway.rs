@@ -40,8 +40,12 @@ pub struct Shared {
 impl Shared {
     /// Open spool and journal of `config` and replay the journal into the index.
     pub fn open(config: Config) -> std::io::Result<Shared> {
-        let spool = Spool::open(&config.spool)?;
-        let journal = Journal::open(&config.journal)?;
+        let with_path = |p: &std::path::Path| {
+            let p = p.display().to_string();
+            move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{p}: {e}"))
+        };
+        let spool = Spool::open(&config.spool).map_err(with_path(&config.spool))?;
+        let journal = Journal::open(&config.journal).map_err(with_path(&config.journal))?;
         let shared = Shared {
             index: Mutex::new(JobIndex::default()),
             journal_offset: Mutex::new(0),
@@ -85,7 +89,15 @@ impl Shared {
     pub fn record(&self, event: Event) -> std::io::Result<()> {
         self.journal.append(&event)?;
         self.index().record(&event);
-        tracing::info!(job = %event.job, event = %event.event, details = %serde_json::Value::Object(event.details.clone()), "journal");
+        let details = serde_json::Value::Object(event.details.clone());
+        if event.event.ends_with("_failed")
+            || event.event.ends_with("_deferred")
+            || event.event == "report_orphaned"
+        {
+            tracing::warn!(job = %event.job, event = %event.event, %details, "journal");
+        } else {
+            tracing::info!(job = %event.job, event = %event.event, %details, "journal");
+        }
         Ok(())
     }
 
@@ -158,10 +170,16 @@ impl Gateway {
     pub async fn start(config: Config, listener: Option<TcpListener>) -> std::io::Result<Gateway> {
         let listener = match listener {
             Some(l) => l,
-            None => TcpListener::bind(config.mta_receive.listen).await?,
+            None => {
+                let addr = config.mta_receive.listen;
+                TcpListener::bind(addr).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+                })?
+            }
         };
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared::open(config)?);
+        shared.spool.clean_unfinished();
         let (tx, rx) = watch::channel(false);
         let c = &shared.config;
         let lcfg = Arc::new(ListenerConfig {

@@ -7,6 +7,24 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+/// Every state a job row can show (`t37gw jobs --state`).
+pub const STATES: &[&str] = &[
+    "queued",
+    "sent",
+    "deferred",
+    "delayed",
+    "delivered",
+    "relayed",
+    "expanded",
+    "failed",
+    "received",
+    "faxed",
+    "retrying",
+    "correlated",
+    "orphaned",
+    "ignored",
+];
+
 /// One recipient's view of a job.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct RecipientState {

@@ -118,18 +118,29 @@ impl Journal {
 /// Read every event of a journal file in order; a missing file is an empty journal and
 /// lines that do not parse (a torn write at the end after a crash) are skipped.
 pub fn read_events(path: &Path) -> std::io::Result<Vec<Event>> {
+    Ok(read_events_checked(path)?.0)
+}
+
+/// Like [`read_events`], also returning the 1-based numbers of the non-empty lines that are
+/// not events (invalid UTF-8 or JSON), so that a caller can say where the journal is damaged.
+pub fn read_events_checked(path: &Path) -> std::io::Result<(Vec<Event>, Vec<usize>)> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(e),
     };
-    let mut events = Vec::new();
-    for line in BufReader::new(file).lines() {
-        if let Some(ev) = Event::from_line(&line?) {
-            events.push(ev);
+    let (mut events, mut bad) = (Vec::new(), Vec::new());
+    for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
+        let line = line?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match std::str::from_utf8(&line).ok().and_then(Event::from_line) {
+            Some(ev) => events.push(ev),
+            None => bad.push(i + 1),
         }
     }
-    Ok(events)
+    Ok((events, bad))
 }
 
 #[cfg(test)]

@@ -35,16 +35,56 @@ pub struct ReceivedFax {
 /// Why a fax could not become an onramp job.
 #[derive(Debug, Error)]
 pub enum OnrampError {
-    #[error("bad {0}: {1}")]
+    #[error("bad {0} {1:?}: expected 1 to 32 digits (0-9, *, #), optionally after a +")]
     BadNumber(&'static str, String),
     #[error("no onramp dial peer matches DNIS {0}")]
     NoDialPeer(String),
     #[error("no pages given")]
     NoPages,
-    #[error("page image: {0}")]
+    /// Page file `index` (1-based, in the order given) could not be read.
+    #[error("page file {index}: {source}")]
+    Page { index: usize, source: ImageError },
+    #[error("fax image: {0}")]
     Image(#[from] ImageError),
     #[error("spool: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Check and tidy what the fax modem host reported: DNIS digits (a leading `+` dropped, as
+/// onramp patterns match the digits), ANI digits or unknown (`anonymous`, `restricted` and
+/// other words become an empty ANI), TSI with control characters replaced (T.30 §5.3.6.2.4:
+/// at most 20 printable characters; kept up to 64).
+fn clean(fax: &ReceivedFax) -> Result<ReceivedFax, OnrampError> {
+    let dnis = fax.dnis.trim();
+    if !is_number(dnis, false) {
+        return Err(OnrampError::BadNumber("DNIS", fax.dnis.clone()));
+    }
+    let ani = fax.ani.trim();
+    if ani.chars().any(char::is_control) || ani.len() > 64 {
+        return Err(OnrampError::BadNumber("ANI", fax.ani.clone()));
+    }
+    let ani = if is_number(ani, true) {
+        ani.to_string()
+    } else {
+        String::new()
+    };
+    let tsi = fax.tsi.as_ref().map(|t| {
+        let t: String = t
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(64)
+            .collect();
+        t.trim().to_string()
+    });
+    if fax.pages.is_empty() {
+        return Err(OnrampError::NoPages);
+    }
+    Ok(ReceivedFax {
+        dnis: dnis.trim_start_matches('+').to_string(),
+        ani,
+        tsi: tsi.filter(|t| !t.is_empty()),
+        pages: Vec::new(),
+    })
 }
 
 fn is_number(s: &str, allow_empty: bool) -> bool {
@@ -68,15 +108,9 @@ pub fn submit(
     record: &dyn Fn(Event) -> std::io::Result<()>,
     fax: &ReceivedFax,
 ) -> Result<String, OnrampError> {
-    if !is_number(&fax.dnis, false) {
-        return Err(OnrampError::BadNumber("DNIS", fax.dnis.clone()));
-    }
-    if !is_number(&fax.ani, true) {
-        return Err(OnrampError::BadNumber("ANI", fax.ani.clone()));
-    }
-    if fax.pages.is_empty() {
-        return Err(OnrampError::NoPages);
-    }
+    let raw_ani = fax.ani.clone();
+    let input_pages = &fax.pages;
+    let fax = &clean(fax)?;
     let peer = cfg
         .onramp_peer(&fax.dnis)
         .ok_or_else(|| OnrampError::NoDialPeer(fax.dnis.clone()))?;
@@ -86,8 +120,23 @@ pub fn submit(
         bilevel: peer.bilevel,
         ..WriteOptions::default()
     };
-    let inputs: Vec<&[u8]> = fax.pages.iter().map(Vec::as_slice).collect();
-    let tiff = tiff_f::convert(&inputs, &opts, &Limits::default())?;
+    let limits = Limits::default();
+    let mut pages = Vec::new();
+    for (i, input) in input_pages.iter().enumerate() {
+        let page_err = |source| OnrampError::Page {
+            index: i + 1,
+            source,
+        };
+        for page in tiff_f::read_pages(input, &limits, opts.bilevel).map_err(page_err)? {
+            if pages.len() >= limits.max_pages {
+                return Err(
+                    ImageError::Limit(format!("more than {} pages", limits.max_pages)).into(),
+                );
+            }
+            pages.push(tiff_f::try_normalize(&page, opts.resolution, &limits).map_err(page_err)?);
+        }
+    }
+    let tiff = tiff_f::write_tiff_f(&pages, &opts)?;
     let job = ids::new_job_id("ON");
     let message_id = ids::message_id(&job, &cfg.hostname);
     let dnis_digits = fax.dnis.trim_start_matches('+');
@@ -130,6 +179,7 @@ pub fn submit(
         Event::new(&job, "onramp_submitted")
             .with("dnis", fax.dnis.clone())
             .with("ani", fax.ani.clone())
+            .with("ani_raw", (raw_ani != fax.ani).then_some(raw_ani))
             .with("tsi", fax.tsi.clone())
             .with("peer", peer.name.clone())
             .with("pages", tiff.pages)
@@ -226,7 +276,20 @@ pub struct IncomingJob {
     pub pages: Vec<String>,
 }
 
-/// Pick up `*.job` files in the incoming directory: each becomes an onramp job and is removed
+/// How long a job file whose pages are missing is given for them to arrive.
+pub const INCOMING_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn young(path: &std::path::Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_none_or(|age| age < INCOMING_GRACE)
+}
+
+/// Pick up `*.job` files in the incoming directory (write the pages first, then the job file,
+/// ideally under another name renamed to `NAME.job`; a job whose pages are still missing is
+/// retried for [`INCOMING_GRACE`]): each becomes an onramp job and is removed
 /// with its pages; a bad one is moved to `incoming/failed/` with a `.error` file beside it.
 pub fn scan_incoming(shared: &crate::gateway::Shared) {
     let dir = &shared.config.incoming;
@@ -271,6 +334,10 @@ pub fn scan_incoming(shared: &crate::gateway::Shared) {
                     let _ = std::fs::remove_file(f);
                 }
                 let _ = std::fs::remove_file(&path);
+            }
+            Err(why) if young(&path) && why.starts_with("page ") => {
+                // The hook may still be writing the pages: try again on the next scan.
+                tracing::debug!(file = %path.display(), "incoming fax not complete yet: {why}");
             }
             Err(why) => {
                 tracing::warn!(file = %path.display(), "incoming fax refused: {why}");

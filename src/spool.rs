@@ -92,6 +92,37 @@ impl Spool {
         self.root.join(sub)
     }
 
+    /// Remove what a crash left half-written: temp files, and offramp messages without their
+    /// envelope (those never got a `250`). Called by `serve` at start, before the listener runs.
+    /// In the outgoing queue (which `t37gw onramp submit` may be writing right now) only
+    /// leftovers older than an hour are removed.
+    pub fn clean_unfinished(&self) {
+        let hour = std::time::Duration::from_secs(3600);
+        for (sub, min_age) in [("offramp", std::time::Duration::ZERO), ("outq", hour)] {
+            let dir = self.dir(sub);
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= min_age);
+                let orphan_eml = name.strip_suffix(".eml").is_some_and(|id| {
+                    !id.starts_with('.') && !dir.join(format!("{id}.json")).exists()
+                });
+                if old && ((name.starts_with('.') && name.ends_with(".tmp")) || orphan_eml) {
+                    tracing::warn!(file = %path.display(), "removing an unfinished spool write left by a crash");
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+    }
+
     /// Store an accepted offramp message and its envelope durably (the `250` seam).
     pub fn put_offramp(&self, id: &str, envelope: &Envelope, message: &[u8]) -> io::Result<()> {
         let dir = self.dir("offramp");

@@ -479,8 +479,14 @@ async fn serve_picks_up_faxes_dropped_into_the_incoming_directory() {
     std::fs::write(incoming.join("fax1-p2.png"), fixture("scan-page.png")).unwrap();
     std::fs::write(incoming.join("fax1.job"), "dnis: \"12025550100\"\nani: \"4940123456\"\ntsi: ACME\npages: [fax1-p1.tif, fax1-p2.png]\n")
         .unwrap();
-    // A broken job file is set aside with the reason, not retried forever.
-    std::fs::write(incoming.join("bad.job"), "dnis: 1\npages: [missing.tif]\n").unwrap();
+    // A broken job file is set aside with the reason, not retried forever; one whose page has
+    // not arrived yet waits for it.
+    std::fs::write(incoming.join("bad.job"), "dnis: [1\npages: nope\n").unwrap();
+    std::fs::write(
+        incoming.join("early.job"),
+        "dnis: \"1\"\npages: [late.tif]\n",
+    )
+    .unwrap();
     let ev = work
         .wait_for(20, "onramp_submitted", |e| e.event == "onramp_submitted")
         .await;
@@ -493,5 +499,9 @@ async fn serve_picks_up_faxes_dropped_into_the_incoming_directory() {
     gw.shutdown().await;
     assert!(!incoming.join("fax1.job").exists() && !incoming.join("fax1-p1.tif").exists());
     let why = std::fs::read_to_string(incoming.join("failed/bad.job.error")).unwrap();
-    assert!(why.contains("missing.tif"), "{why}");
+    assert!(why.contains("bad job file"), "{why}");
+    assert!(
+        incoming.join("early.job").exists(),
+        "a job waiting for its pages stays in place"
+    );
 }
