@@ -68,6 +68,7 @@ fn config() -> ListenerConfig {
         data_timeout: Duration::from_secs(30),
         max_sessions: 10,
         max_errors: 10,
+        ..ListenerConfig::default()
     }
 }
 
@@ -179,7 +180,8 @@ async fn plain_dialog_with_exact_codes() {
             "SIZE 1000",
             "8BITMIME",
             "ENHANCEDSTATUSCODES",
-            "DSN"
+            "DSN",
+            "CHUNKING"
         ]
     );
     assert!(ehlo.last().is_some_and(|l| l.starts_with("250 ")));
@@ -293,7 +295,7 @@ async fn unknown_command_and_bad_syntax() {
 }
 
 #[tokio::test]
-async fn over_long_command_line_is_500_5_5_6() {
+async fn over_long_command_line_is_500_5_5_2() {
     let server = start(config()).await;
     let mut c = Client::ready(server.port).await;
     // RFC 5321 §4.5.3.1.4: 512 octets including CRLF.
@@ -301,7 +303,8 @@ async fn over_long_command_line_is_500_5_5_6() {
     line.resize(600, b'x');
     line.extend_from_slice(b"\r\n");
     c.send(&line).await;
-    assert_eq!(c.code().await, "500 5.5.6");
+    // RFC 5321 §4.5.3.1 "500 Line too long"; X.5.2 (X.5.6 is AUTH's, RFC 4954 §4).
+    assert_eq!(c.code().await, "500 5.5.2");
     assert_eq!(c.cmd("NOOP").await, "250 2.0.0");
 }
 
@@ -343,7 +346,12 @@ async fn oversize_data_is_552_after_the_dot_and_session_goes_on() {
 
 #[tokio::test]
 async fn smuggled_end_of_data_does_not_end_the_message() {
-    let server = start(config()).await;
+    // Bare line endings kept as data: the case where a lax reader would split the message.
+    let server = start(ListenerConfig {
+        data_bare_line_ending: smtp::BareLineEnding::Accept,
+        ..config()
+    })
+    .await;
     let mut c = Client::ready(server.port).await;
     let smuggled = "MAIL FROM:<evil@client.example>\r\nRCPT TO:<FAX=666@gw.example.test>\r\nDATA\r\nforged\r\n";
     let body = format!(
@@ -435,6 +443,45 @@ async fn command_timeout_is_421_4_4_2() {
 }
 
 #[tokio::test]
+async fn data_timeout_is_421_4_4_2_and_nothing_is_accepted() {
+    let server = start(ListenerConfig {
+        data_timeout: Duration::from_millis(200),
+        ..config()
+    })
+    .await;
+    let mut c = Client::ready(server.port).await;
+    assert_eq!(c.cmd("MAIL FROM:<a@client.example>").await, "250 2.1.0");
+    assert_eq!(c.cmd("RCPT TO:<FAX=1@gw.example.test>").await, "250 2.1.5");
+    c.send(b"DATA\r\n").await;
+    c.reply().await;
+    c.send(b"half a message\r\n").await;
+    // RFC 5321 §4.5.3.2.5/.6: the server gives up on a silent client; X.4.2 bad connection.
+    assert_eq!(c.code().await, "421 4.4.2");
+    c.expect_eof().await;
+    assert!(server.messages().is_empty());
+}
+
+#[tokio::test]
+async fn trickling_client_meets_the_session_time_limit() {
+    let server = start(ListenerConfig {
+        max_session_time: Duration::from_millis(600),
+        ..config()
+    })
+    .await;
+    let mut c = Client::ready(server.port).await;
+    // One octet every 50 ms never meets the 30 s read timeouts; the session limit ends it.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        if c.writer.write_all(b"N").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(c.code().await, "421 4.4.2");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
 async fn sessions_over_the_cap_get_421_4_7_0() {
     let server = start(ListenerConfig {
         max_sessions: 1,
@@ -446,6 +493,29 @@ async fn sessions_over_the_cap_get_421_4_7_0() {
     let mut second = Client::connect(server.port).await;
     assert_eq!(second.code().await, "421 4.7.0");
     second.expect_eof().await;
+    assert_eq!(first.cmd("NOOP").await, "250 2.0.0");
+}
+
+#[tokio::test]
+async fn per_client_cap_and_rate_get_421_4_7_0() {
+    let server = start(ListenerConfig {
+        max_sessions_per_client: 2,
+        max_connections_per_client: 3,
+        ..config()
+    })
+    .await;
+    let mut first = Client::connect(server.port).await;
+    first.reply().await;
+    let mut second = Client::connect(server.port).await;
+    second.reply().await;
+    let mut third = Client::connect(server.port).await;
+    assert_eq!(third.code().await, "421 4.7.0");
+    third.expect_eof().await;
+    assert_eq!(second.cmd("QUIT").await, "221 2.0.0");
+    second.expect_eof().await;
+    // Only one session open now, but this is the 4th connection in the window.
+    let mut fourth = Client::connect(server.port).await;
+    assert_eq!(fourth.code().await, "421 4.7.0");
     assert_eq!(first.cmd("NOOP").await, "250 2.0.0");
 }
 

@@ -1,21 +1,28 @@
 //! The offramp's SMTP listener (RFC 5321) with PIPELINING, SIZE, 8BITMIME,
-//! ENHANCEDSTATUSCODES and DSN.
+//! ENHANCEDSTATUSCODES, DSN, STARTTLS, CHUNKING and AUTH PLAIN/LOGIN.
 //!
-//! - [`reply`]: [`Reply`] and every reply the listener sends.
-//! - `proto`: sans-IO framing of command lines and of the DATA block.
+//! - [`reply`]: [`Reply`] and every reply the listener sends (listed in `docs/replies.md`).
+//! - `proto`: sans-IO framing of command lines, of the DATA block and of BDAT chunks.
 //! - `session`: the sans-IO state machine (command in → replies + next step out).
-//! - `listener`: [`serve`], the tokio accept loop, timeouts and shutdown.
+//! - `auth`: the AUTH PLAIN / LOGIN exchanges (RFC 4954, RFC 4616).
+//! - `tls`: the rustls server configuration built from [`TlsConfig`].
+//! - `limits`: per-client connection cap and connection rate.
+//! - `listener`: [`serve`] and [`serve_tls`], the tokio accept loop, timeouts and shutdown.
 
 use serde::{Deserialize, Serialize};
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
+mod auth;
+mod limits;
 mod listener;
 mod proto;
 pub mod reply;
 mod session;
+mod tls;
 
-pub use listener::serve;
+pub use listener::{serve, serve_tls};
 pub use reply::Reply;
 
 /// RET parameter of MAIL FROM (RFC 3461 §4.3).
@@ -69,6 +76,12 @@ pub struct Envelope {
     pub body: Option<String>,
     /// Accepted recipients in RCPT order (refused ones are not here).
     pub rcpts: Vec<Recipient>,
+    /// True when the transaction ran over TLS (STARTTLS, RFC 3207, or implicit TLS).
+    #[serde(default)]
+    pub tls: bool,
+    /// The user name that authenticated the session (RFC 4954), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_user: Option<String>,
 }
 
 /// What the session asks of the gateway; called only after order and syntax were checked.
@@ -87,6 +100,55 @@ pub trait Backend: Send + Sync + 'static {
     /// code outside 200..=599 becomes `451 4.3.0` and a missing or wrong-class enhanced code
     /// becomes `X.0.0` ([`Reply::normalized`]). Its text must hold no internal error detail.
     fn data(&self, envelope: Envelope, message: Vec<u8>) -> impl Future<Output = Reply> + Send;
+    /// Check AUTH PLAIN / LOGIN credentials (RFC 4954; asked only over TLS and only when
+    /// [`ListenerConfig::auth`] or [`ListenerConfig::require_auth`] is set). `true` →
+    /// `235 2.7.0`, `false` → `535 5.7.8`. Default: refuse everyone.
+    fn authenticate(&self, _user: &str, _password: &str) -> bool {
+        false
+    }
+}
+
+/// What to do with a line ending that is not CRLF (RFC 5321 §2.3.8: lines end in CRLF only;
+/// a bare CR or LF is how SMTP smuggling hides a second end of data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BareLineEnding {
+    /// Refuse: in DATA the message gets `554 5.6.0` after its final dot; a command line
+    /// ending in bare LF gets `500 5.5.2`.
+    #[default]
+    Reject,
+    /// Accept: in DATA a bare CR or LF is kept as an ordinary data octet (it never ends a
+    /// line, so it can never end the message); a command line ending in bare LF is read as
+    /// if it ended in CRLF.
+    Accept,
+}
+
+/// Where a PEM item (certificate chain or private key) comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PemSource {
+    /// The PEM text itself.
+    Pem(Vec<u8>),
+    /// A file holding it, read once when the listener starts.
+    Path(PathBuf),
+}
+
+impl std::fmt::Debug for PemSource {
+    /// Never prints key material: only the length or the path.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PemSource::Pem(bytes) => write!(f, "Pem({} bytes)", bytes.len()),
+            PemSource::Path(path) => write!(f, "Path({})", path.display()),
+        }
+    }
+}
+
+/// The listener's TLS identity (RFC 3207 STARTTLS and implicit TLS, RFC 8314 §3.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first, PEM. It must be an end-entity certificate: rustls
+    /// refuses a certificate marked as a CA.
+    pub cert: PemSource,
+    /// The leaf's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PemSource,
 }
 
 /// Listener settings.
@@ -111,6 +173,42 @@ pub struct ListenerConfig {
     /// Negative (4xx/5xx) replies to commands in one session; the one that reaches this count
     /// is followed by `421 4.7.0` and close.
     pub max_errors: usize,
+    /// Longest whole session, in seconds of wall time from accept (a client that trickles one
+    /// octet per read never meets the per-read timeouts); past it `421 4.4.2` and close, after
+    /// the reply to a message already ended.
+    pub max_session_time: Duration,
+    /// Messages (DATA or BDAT LAST transactions answered) per session; the next MAIL gets
+    /// `421 4.7.0` and close.
+    pub max_messages_per_session: usize,
+    /// Bare CR or LF inside a DATA block (RFC 5321 §2.3.8, §4.1.1.4). Default: reject.
+    pub data_bare_line_ending: BareLineEnding,
+    /// A command line ending in a bare LF (RFC 5321 §2.3.8). Default: accept (scripts and
+    /// printers send them; a command line cannot end a DATA block, so this is no smuggling
+    /// path). `Reject` answers such a line `500 5.5.2`.
+    pub command_bare_lf: BareLineEnding,
+    /// Certificate and key for STARTTLS (offered in EHLO only when set) and for
+    /// [`serve_tls`]. Default: none.
+    pub tls: Option<TlsConfig>,
+    /// Refuse MAIL with `530 5.7.0` until STARTTLS succeeded (RFC 3207 §4). Default: false.
+    pub require_tls: bool,
+    /// Offer AUTH PLAIN and LOGIN once TLS is up (RFC 4954; never in clear text), checked by
+    /// [`Backend::authenticate`]. Default: false.
+    pub auth: bool,
+    /// Refuse MAIL with `530 5.7.0` until AUTH succeeded (RFC 4954 §6); implies [`auth`]
+    /// (so also TLS). Default: false.
+    ///
+    /// [`auth`]: ListenerConfig::auth
+    pub require_auth: bool,
+    /// Concurrent sessions from one client (one IPv4 address, or one IPv6 /64); past it
+    /// `421 4.7.0` and close. Default: 10.
+    pub max_sessions_per_client: usize,
+    /// New connections from one client (IPv4 address or IPv6 /64) per
+    /// [`client_rate_window`](ListenerConfig::client_rate_window); past it `421 4.7.0` and
+    /// close. Default: 60.
+    pub max_connections_per_client: usize,
+    /// The window of [`max_connections_per_client`](ListenerConfig::max_connections_per_client),
+    /// in seconds. Default: 60 s.
+    pub client_rate_window: Duration,
 }
 
 impl Default for ListenerConfig {
@@ -123,6 +221,17 @@ impl Default for ListenerConfig {
             data_timeout: Duration::from_secs(180),
             max_sessions: 100,
             max_errors: 10,
+            max_session_time: Duration::from_secs(3600),
+            max_messages_per_session: 1000,
+            data_bare_line_ending: BareLineEnding::Reject,
+            command_bare_lf: BareLineEnding::Accept,
+            tls: None,
+            require_tls: false,
+            auth: false,
+            require_auth: false,
+            max_sessions_per_client: 10,
+            max_connections_per_client: 60,
+            client_rate_window: Duration::from_secs(60),
         }
     }
 }

@@ -8,8 +8,8 @@ pub(crate) const MAX_MAIL_LINE: usize = MAX_COMMAND_LINE + 26 + 100;
 /// RCPT: 512 + 500 for NOTIFY and ORCPT (RFC 3461 §4), in octets.
 pub(crate) const MAX_RCPT_LINE: usize = MAX_COMMAND_LINE + 500;
 
-/// The longest line any command may have, in octets.
-pub(crate) const MAX_ANY_LINE: usize = MAX_RCPT_LINE;
+/// AUTH with an initial response, and each SASL response line: 12288 octets (RFC 4954 §4).
+pub(crate) const MAX_AUTH_LINE: usize = 12288;
 
 /// What [`LineReader::next`] found in the input.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,22 +21,28 @@ pub(crate) enum LineEvent {
     TooLong,
 }
 
-/// Splits buffered input into command lines, never holding more than [`MAX_ANY_LINE`] octets
+/// Splits buffered input into command lines, never holding more than [`MAX_AUTH_LINE`] octets
 /// of an unfinished line.
 #[derive(Debug, Default)]
 pub(crate) struct LineReader {
     /// Inside an over-long line: drop bytes until its `\n`.
     discarding: bool,
+    /// The next line is a SASL response (RFC 4954 §4), limited to [`MAX_AUTH_LINE`].
+    pub(crate) sasl_response: bool,
 }
 
 /// Limit in octets for the line starting with `head` (RFC 5321 §4.5.3.1.4 plus extensions).
-fn limit_for(head: &[u8]) -> usize {
+fn limit_for(head: &[u8], sasl_response: bool) -> usize {
+    if sasl_response {
+        return MAX_AUTH_LINE;
+    }
     if head.len() < 5 {
-        return MAX_ANY_LINE;
+        return MAX_COMMAND_LINE;
     }
     match head[..5].to_ascii_uppercase().as_slice() {
         b"MAIL " => MAX_MAIL_LINE,
         b"RCPT " => MAX_RCPT_LINE,
+        b"AUTH " => MAX_AUTH_LINE,
         _ => MAX_COMMAND_LINE,
     }
 }
@@ -63,13 +69,13 @@ impl LineReader {
             return match newline {
                 Some(pos) => {
                     let line: Vec<u8> = input.drain(..=pos).collect();
-                    if line.len() > limit_for(&line) {
+                    if line.len() > limit_for(&line, self.sasl_response) {
                         Some(LineEvent::TooLong)
                     } else {
                         Some(LineEvent::Line(line))
                     }
                 }
-                None if input.len() > limit_for(input) => {
+                None if input.len() > limit_for(input, self.sasl_response) => {
                     input.clear();
                     self.discarding = true;
                     Some(LineEvent::TooLong)
@@ -79,6 +85,9 @@ impl LineReader {
         }
     }
 }
+
+/// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including the CRLF.
+pub(crate) const MAX_TEXT_LINE: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DataState {
@@ -94,21 +103,43 @@ enum DataState {
     Cr,
 }
 
+/// What was wrong with a DATA block, found while reading it; answered after the final dot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct DataFlaws {
+    /// More than `max_size` octets (RFC 1870 §6.4).
+    pub(crate) oversize: bool,
+    /// A line longer than [`MAX_TEXT_LINE`] octets (RFC 5321 §4.5.3.1.6).
+    pub(crate) long_line: bool,
+    /// A CR not followed by LF, or an LF not preceded by CR (RFC 5321 §2.3.8).
+    pub(crate) bare_line_ending: bool,
+    /// A NUL octet (RFC 5322 §3.5, RFC 6152 §2: not allowed in 7bit or 8bit text).
+    pub(crate) nul: bool,
+}
+
 /// Streaming reader of the DATA block (RFC 5321 §4.1.1.4, §4.5.2).
 ///
 /// A line is ended by CRLF only. The block ends at a line holding only `.` (so at CRLF `.`
 /// CRLF, or `.` CRLF right after the 354): a bare `\n.\n`, `\r.\r` or `\n.\r\n` never ends it
-/// (SMTP smuggling). A leading dot of a line is removed (transparency, §4.5.2). The message
+/// (SMTP smuggling); a bare CR or LF is an ordinary octet that is kept and noted in
+/// [`DataFlaws`]. A leading dot of a line is removed (transparency, §4.5.2). The message
 /// keeps the CRLF before the final dot. Past `max_size` octets (counted after unstuffing, as
 /// RFC 1870 §4 counts) the rest is read and dropped, so the session stays in step and can
-/// answer `552 5.3.4` after the dot.
+/// answer `552 5.3.4` after the dot. Memory: at most `max_size` octets of message.
 #[derive(Debug)]
 pub(crate) struct DataReader {
     state: DataState,
     max_size: usize,
     /// Octets of message seen so far (including dropped ones), saturating.
     size: usize,
+    /// Wire octets of the current line so far (CR and LF included), saturating.
+    line_len: usize,
+    flaws: DataFlaws,
     message: Vec<u8>,
+}
+
+/// Octets that leave the fast path of [`DataState::Text`].
+fn is_special(b: u8) -> bool {
+    matches!(b, b'\r' | b'\n' | 0)
 }
 
 impl DataReader {
@@ -118,13 +149,18 @@ impl DataReader {
             state: DataState::LineStart,
             max_size,
             size: 0,
+            line_len: 0,
+            flaws: DataFlaws::default(),
             message: Vec::new(),
         }
     }
 
-    /// True once more than `max_size` octets were seen.
-    pub(crate) fn oversize(&self) -> bool {
-        self.size > self.max_size
+    /// What was found wrong so far.
+    pub(crate) fn flaws(&self) -> DataFlaws {
+        DataFlaws {
+            oversize: self.size > self.max_size,
+            ..self.flaws
+        }
     }
 
     /// The message read so far (empty when oversize).
@@ -143,6 +179,14 @@ impl DataReader {
         }
     }
 
+    /// Count `n` wire octets of the current line.
+    fn count(&mut self, n: usize) {
+        self.line_len = self.line_len.saturating_add(n);
+        if self.line_len > MAX_TEXT_LINE {
+            self.flaws.long_line = true;
+        }
+    }
+
     /// Consume bytes from the front of `input` up to and including the end of the block.
     /// Returns true when the block ended; the bytes after it stay in `input` (pipelined
     /// commands).
@@ -150,67 +194,115 @@ impl DataReader {
         let mut i = 0;
         let mut done = false;
         while i < input.len() {
-            let b = input[i];
-            match self.state {
-                DataState::Text => {
-                    // Fast path: copy up to the next CR.
-                    let rest = &input[i..];
-                    let n = rest.iter().position(|&c| c == b'\r').unwrap_or(rest.len());
-                    self.emit(&rest[..n]);
-                    i += n;
-                    if i < input.len() {
-                        self.emit(b"\r");
-                        self.state = DataState::Cr;
-                        i += 1;
-                    }
-                    continue;
-                }
-                DataState::LineStart => {
-                    self.state = match b {
-                        b'.' => DataState::Dot,
-                        _ => self.after_text(b),
-                    };
-                }
-                DataState::Dot => {
-                    self.state = match b {
-                        b'\r' => DataState::DotCr,
-                        // The stuffed dot is dropped; the byte starts the line's text.
-                        _ => self.after_text(b),
-                    };
-                }
-                DataState::DotCr => {
-                    if b == b'\n' {
-                        i += 1;
-                        done = true;
-                        break;
-                    }
-                    // `.\r` then something else: the dot was stuffing, CR is text.
-                    self.emit(b"\r");
-                    self.state = self.after_text(b);
-                }
-                DataState::Cr => {
-                    self.emit(&[b]);
-                    self.state = match b {
-                        b'\n' => DataState::LineStart,
-                        b'\r' => DataState::Cr,
-                        _ => DataState::Text,
-                    };
+            if self.state == DataState::Text {
+                // Fast path: copy up to the next CR, LF or NUL.
+                let rest = &input[i..];
+                let n = rest
+                    .iter()
+                    .position(|&c| is_special(c))
+                    .unwrap_or(rest.len());
+                self.emit(&rest[..n]);
+                self.count(n);
+                i += n;
+                if i == input.len() {
+                    break;
                 }
             }
+            let b = input[i];
             i += 1;
+            self.count(1);
+            match self.state {
+                DataState::LineStart if b == b'.' => self.state = DataState::Dot,
+                DataState::Dot if b == b'\r' => self.state = DataState::DotCr,
+                DataState::DotCr if b == b'\n' => {
+                    done = true;
+                    break;
+                }
+                DataState::Cr if b == b'\n' => {
+                    self.emit(b"\n");
+                    self.line_len = 0;
+                    self.state = DataState::LineStart;
+                }
+                DataState::DotCr | DataState::Cr => {
+                    // The CR before `b` was bare; with `.\r` the dot was stuffing.
+                    if self.state == DataState::DotCr {
+                        self.emit(b"\r");
+                    }
+                    self.flaws.bare_line_ending = true;
+                    self.text(b);
+                }
+                // A stuffed dot is dropped; `b` starts the line's text.
+                DataState::LineStart | DataState::Dot | DataState::Text => self.text(b),
+            }
         }
         input.drain(..i);
         done
     }
 
-    /// Emit a text byte and return the state after it.
-    fn after_text(&mut self, b: u8) -> DataState {
+    /// Keep one text octet and move to the state after it. A LF here is bare (no CR before
+    /// it): it does not end the line, so a dot after it is never an end of data.
+    fn text(&mut self, b: u8) {
         self.emit(&[b]);
-        if b == b'\r' {
-            DataState::Cr
-        } else {
-            DataState::Text
+        match b {
+            b'\r' => {
+                self.state = DataState::Cr;
+                return;
+            }
+            b'\n' => {
+                self.flaws.bare_line_ending = true;
+                // For the line-length limit a bare LF counts as a line break.
+                self.line_len = 0;
+            }
+            0 => self.flaws.nul = true,
+            _ => {}
         }
+        self.state = DataState::Text;
+    }
+}
+
+/// Reader of one BDAT chunk (RFC 3030 §2): exactly `size` octets, kept verbatim, with no
+/// dot-stuffing and no end marker. Octets past `room` are read and dropped, so a refused or
+/// oversize chunk is still consumed and the session stays in step.
+#[derive(Debug)]
+pub(crate) struct ChunkReader {
+    /// Octets of the chunk not read yet.
+    left: u64,
+    /// Octets that may still be kept.
+    room: usize,
+    /// More octets arrived than `room`.
+    overflow: bool,
+}
+
+impl ChunkReader {
+    /// A reader for a chunk of `size` octets of which at most `room` are kept.
+    pub(crate) fn new(size: u64, room: usize) -> ChunkReader {
+        ChunkReader {
+            left: size,
+            room,
+            overflow: false,
+        }
+    }
+
+    /// Move chunk octets from the front of `input` to `out` (dropping what does not fit);
+    /// true once the whole chunk was read.
+    pub(crate) fn feed(&mut self, input: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
+        let take = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(input.len());
+        let keep = take.min(self.room);
+        if keep < take {
+            self.overflow = true;
+        }
+        out.extend_from_slice(&input[..keep]);
+        self.room -= keep;
+        input.drain(..take);
+        self.left -= take as u64;
+        self.left == 0
+    }
+
+    /// True when the chunk did not fit in `room`.
+    pub(crate) fn overflow(&self) -> bool {
+        self.overflow
     }
 }
 
@@ -229,7 +321,7 @@ mod tests {
                 break;
             }
         }
-        let over = r.oversize();
+        let over = r.flaws().oversize;
         (done, r.into_message(), rest, over)
     }
 
@@ -253,13 +345,89 @@ mod tests {
 
     #[test]
     fn smuggling_sequences_do_not_end_the_block() {
-        for evil in [&b"\n.\n"[..], b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r\n.\r"] {
+        for evil in [
+            &b"\n.\n"[..],
+            b"\r.\r",
+            b"\n.\r\n",
+            b"\r\n.\n",
+            b"\r\n.\r",
+            b"\n.\r",
+            b"\r.\n",
+            b"\r.\r\n",
+            b"\r\r\n.\r\r\n",
+            b"\r\n\0.\r\n",
+            b"\r\n.\0\r\n",
+            b"\r\n.\r\0\n",
+        ] {
             let mut input = b"x".to_vec();
             input.extend_from_slice(evil);
             input.extend_from_slice(b"MAIL FROM:<a@b>\r\n");
             let (done, _, _, _) = read_all(&[&input], 1000);
             assert!(!done, "{evil:?} ended the block");
         }
+    }
+
+    fn flaws_of(input: &[u8]) -> (bool, DataFlaws, Vec<u8>) {
+        let mut r = DataReader::new(1 << 20);
+        let mut rest = input.to_vec();
+        let done = r.feed(&mut rest);
+        (done, r.flaws(), r.into_message())
+    }
+
+    #[test]
+    fn text_line_limit_is_1000_octets_with_crlf() {
+        // RFC 5321 §4.5.3.1.6: 998 octets of text + CRLF is the longest line.
+        let mut ok = vec![b'a'; 998];
+        ok.extend_from_slice(b"\r\n.\r\n");
+        let (done, flaws, _) = flaws_of(&ok);
+        assert!(done && !flaws.long_line);
+        let mut long = vec![b'a'; 999];
+        long.extend_from_slice(b"\r\n.\r\n");
+        let (done, flaws, _) = flaws_of(&long);
+        assert!(done && flaws.long_line);
+        // A stuffed dot is on the wire, so it counts.
+        let mut stuffed = b".".to_vec();
+        stuffed.extend(vec![b'a'; 998]);
+        stuffed.extend_from_slice(b"\r\n.\r\n");
+        assert!(flaws_of(&stuffed).1.long_line);
+    }
+
+    #[test]
+    fn bare_cr_lf_and_nul_are_kept_and_noted() {
+        for (input, kept) in [
+            (&b"a\nb\r\n.\r\n"[..], &b"a\nb\r\n"[..]),
+            (b"a\rb\r\n.\r\n", b"a\rb\r\n"),
+            (b"a\r\r\n.\r\n", b"a\r\r\n"),
+            (b".\rx\r\n.\r\n", b"\rx\r\n"),
+            (b"x\r\n.\n.\r\n.\r\n", b"x\r\n\n.\r\n"),
+        ] {
+            let (done, flaws, message) = flaws_of(input);
+            assert!(done, "{input:?}");
+            assert!(flaws.bare_line_ending, "{input:?}");
+            assert_eq!(message, kept, "{input:?}");
+        }
+        let (done, flaws, message) = flaws_of(b"a\0b\r\n\0.\r\n.\r\n");
+        assert!(done && flaws.nul && !flaws.bare_line_ending);
+        assert_eq!(message, b"a\0b\r\n\0.\r\n");
+        let (_, clean, _) = flaws_of(b"a\r\nb\r\n.\r\n");
+        assert_eq!(clean, DataFlaws::default());
+    }
+
+    #[test]
+    fn chunk_reader_takes_exactly_its_size() {
+        let mut input = b"0123456789NOOP\r\n".to_vec();
+        let mut out = Vec::new();
+        let mut r = ChunkReader::new(10, 4);
+        assert!(r.feed(&mut input, &mut out));
+        assert!(r.overflow());
+        assert_eq!(out, b"0123");
+        assert_eq!(input, b"NOOP\r\n");
+        let mut r = ChunkReader::new(5, 100);
+        let mut out = Vec::new();
+        assert!(!r.feed(&mut b"ab".to_vec(), &mut out));
+        assert!(r.feed(&mut b"\r\n.\r\nX".to_vec(), &mut out));
+        assert_eq!(out, b"ab\r\n.");
+        assert!(ChunkReader::new(0, 0).feed(&mut Vec::new(), &mut Vec::new()));
     }
 
     #[test]

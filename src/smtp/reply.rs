@@ -122,21 +122,37 @@ fn enhanced_is_valid(enhanced: &str, class: u8) -> bool {
     c.len() == 1 && c.as_bytes()[0] == b'0' + class && number(s) && number(d)
 }
 
+/// What the EHLO reply offers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Offer {
+    /// SIZE value in octets (RFC 1870).
+    pub(crate) max_size: usize,
+    /// STARTTLS (RFC 3207): TLS configured and not active yet.
+    pub(crate) starttls: bool,
+    /// AUTH PLAIN LOGIN (RFC 4954): enabled and TLS active.
+    pub(crate) auth: bool,
+}
+
 /// The replies the session itself sends; texts are fixed, codes per RFC 5321 §4.2.2 and
 /// RFC 3463.
 impl Reply {
     pub(crate) fn greeting(hostname: &str) -> Reply {
         Reply::new(220, "", format!("{hostname} ESMTP t37gw"))
     }
-    pub(crate) fn ehlo(hostname: &str, client: &str, max_size: usize) -> Reply {
-        Reply::new(
-            250,
-            "",
-            format!(
-                "{hostname} greets {client}\nPIPELINING\nSIZE {max_size}\n8BITMIME\n\
-                 ENHANCEDSTATUSCODES\nDSN"
-            ),
-        )
+    /// The EHLO reply: greeting line, then one keyword per line (RFC 5321 §4.1.1.1).
+    pub(crate) fn ehlo(hostname: &str, client: &str, offer: &Offer) -> Reply {
+        let mut text = format!(
+            "{hostname} greets {client}\nPIPELINING\nSIZE {}\n8BITMIME\n\
+             ENHANCEDSTATUSCODES\nDSN\nCHUNKING",
+            offer.max_size
+        );
+        if offer.starttls {
+            text.push_str("\nSTARTTLS");
+        }
+        if offer.auth {
+            text.push_str("\nAUTH PLAIN LOGIN");
+        }
+        Reply::new(250, "", text)
     }
     pub(crate) fn helo(hostname: &str) -> Reply {
         Reply::new(250, "", hostname.to_string())
@@ -180,8 +196,45 @@ impl Reply {
     pub(crate) fn unknown_command() -> Reply {
         Reply::new(500, "5.5.2", "Syntax error, command unrecognized")
     }
+    /// RFC 5321 §4.5.3.1 ("500 Line too long"); X.5.2 as X.5.6 is AUTH's (RFC 4954 §4).
     pub(crate) fn line_too_long() -> Reply {
-        Reply::new(500, "5.5.6", "Line too long")
+        Reply::new(500, "5.5.2", "Line too long")
+    }
+    /// RFC 4954 §4, X.5.6: a SASL response longer than 12288 octets.
+    pub(crate) fn auth_line_too_long() -> Reply {
+        Reply::new(500, "5.5.6", "Authentication exchange line is too long")
+    }
+    /// RFC 5321 §2.3.8: command lines end in CRLF.
+    pub(crate) fn bare_lf_command() -> Reply {
+        Reply::new(500, "5.5.2", "Bare LF in command line, end lines with CRLF")
+    }
+    /// A NUL or a bare CR inside a command line.
+    pub(crate) fn bad_command_octet() -> Reply {
+        Reply::new(500, "5.5.2", "Invalid character in command line")
+    }
+    /// RFC 5321 §4.5.3.1.6 (1000 octets per text line), after the final dot.
+    pub(crate) fn data_line_too_long() -> Reply {
+        Reply::new(554, "5.6.0", "Message has a line longer than 1000 octets")
+    }
+    /// RFC 5321 §2.3.8 (bare CR or LF in the text), after the final dot.
+    pub(crate) fn data_bare_line_ending() -> Reply {
+        Reply::new(
+            554,
+            "5.6.0",
+            "Bare CR or LF in message text, lines must end in CRLF",
+        )
+    }
+    /// RFC 5322 §3.5, RFC 6152 §2 (no NUL in text), after the final dot.
+    pub(crate) fn data_nul() -> Reply {
+        Reply::new(554, "5.6.0", "NUL octet in message text")
+    }
+    /// RFC 5321 §4.5.3.1 ("501 Path too long"), RFC 3463 X.1.7.
+    pub(crate) fn sender_too_long() -> Reply {
+        Reply::new(501, "5.1.7", "Sender address too long")
+    }
+    /// RFC 5321 §4.5.3.1 ("501 Path too long"), RFC 3463 X.1.3.
+    pub(crate) fn recipient_too_long() -> Reply {
+        Reply::new(501, "5.1.3", "Recipient address too long")
     }
     pub(crate) fn syntax(text: &str) -> Reply {
         Reply::new(501, "5.5.4", format!("Syntax error: {text}"))
@@ -236,6 +289,79 @@ impl Reply {
             format!("{hostname} Timeout exceeded, closing connection"),
         )
     }
+    pub(crate) fn session_too_long(hostname: &str) -> Reply {
+        Reply::new(
+            421,
+            "4.4.2",
+            format!("{hostname} Session time limit exceeded, closing connection"),
+        )
+    }
+    pub(crate) fn too_many_messages(hostname: &str) -> Reply {
+        Reply::new(
+            421,
+            "4.7.0",
+            format!("{hostname} Too many messages in this session, closing connection"),
+        )
+    }
+    pub(crate) fn client_limited(hostname: &str) -> Reply {
+        Reply::new(
+            421,
+            "4.7.0",
+            format!("{hostname} Too many connections from your address, try again later"),
+        )
+    }
+    /// RFC 3207 §4.
+    pub(crate) fn starttls_ready() -> Reply {
+        Reply::new(220, "2.0.0", "Ready to start TLS")
+    }
+    /// RFC 3207 §4: STARTTLS takes no parameters.
+    pub(crate) fn starttls_syntax() -> Reply {
+        Reply::new(501, "5.5.4", "Syntax error, STARTTLS takes no parameters")
+    }
+    /// RFC 3207 §4.
+    pub(crate) fn must_starttls() -> Reply {
+        Reply::new(530, "5.7.0", "Must issue a STARTTLS command first")
+    }
+    /// RFC 4954 §6.
+    pub(crate) fn auth_required() -> Reply {
+        Reply::new(530, "5.7.0", "Authentication required")
+    }
+    /// RFC 4954 §6 (X.7.11, RFC 5248).
+    pub(crate) fn encryption_required() -> Reply {
+        Reply::new(
+            538,
+            "5.7.11",
+            "Encryption required for requested authentication mechanism",
+        )
+    }
+    /// RFC 4954 §6.
+    pub(crate) fn auth_ok() -> Reply {
+        Reply::new(235, "2.7.0", "Authentication successful")
+    }
+    /// RFC 4954 §6 (X.7.8).
+    pub(crate) fn auth_failed() -> Reply {
+        Reply::new(535, "5.7.8", "Authentication credentials invalid")
+    }
+    /// RFC 4954 §4: `*` cancels the exchange → 501.
+    pub(crate) fn auth_cancelled() -> Reply {
+        Reply::new(501, "5.7.0", "Authentication cancelled")
+    }
+    /// RFC 4954 §4: a response that is not base64 → `501 5.5.2`.
+    pub(crate) fn auth_bad_base64() -> Reply {
+        Reply::new(501, "5.5.2", "Cannot decode response")
+    }
+    /// RFC 4954 §6: `504 5.5.4` for a mechanism we do not offer.
+    pub(crate) fn auth_unknown_mechanism() -> Reply {
+        Reply::new(504, "5.5.4", "Unrecognized authentication type")
+    }
+    /// RFC 4954 §4: a SASL challenge, base64 (no enhanced code: class 3).
+    pub(crate) fn sasl_challenge(base64: &str) -> Reply {
+        Reply::new(334, "", base64.to_string())
+    }
+    /// RFC 3030 §2: a BDAT chunk that is not the last one was received.
+    pub(crate) fn chunk_ok(octets: u64) -> Reply {
+        Reply::new(250, "2.0.0", format!("{octets} octets received"))
+    }
     pub(crate) fn shutting_down(hostname: &str) -> Reply {
         Reply::new(421, "4.3.2", format!("{hostname} Service shutting down"))
     }
@@ -252,11 +378,16 @@ mod tests {
 
     #[test]
     fn ehlo_is_multiline_without_enhanced_codes() {
-        let wire = String::from_utf8(Reply::ehlo("gw", "client", 1000).to_wire()).unwrap();
+        let offer = Offer {
+            max_size: 1000,
+            starttls: true,
+            auth: false,
+        };
+        let wire = String::from_utf8(Reply::ehlo("gw", "client", &offer).to_wire()).unwrap();
         assert_eq!(
             wire,
             "250-gw greets client\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n\
-             250-ENHANCEDSTATUSCODES\r\n250 DSN\r\n"
+             250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-CHUNKING\r\n250 STARTTLS\r\n"
         );
     }
 

@@ -2,9 +2,19 @@
 //! replies and what to do next out. Order and syntax are checked here, before the
 //! [`Backend`] is asked anything.
 
-use super::{Backend, Envelope, ListenerConfig, Notify, Recipient, Reply, Ret};
+use super::auth::{self, Sasl, Step};
+use super::proto::DataFlaws;
+use super::reply::Offer;
+use super::{Backend, BareLineEnding, Envelope, ListenerConfig, Notify, Recipient, Reply, Ret};
 use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
 use std::sync::Arc;
+
+/// RFC 5321 §4.5.3.1.1: a local-part is at most 64 octets.
+pub(crate) const MAX_LOCAL_PART: usize = 64;
+/// RFC 5321 §4.5.3.1.2: a domain is at most 255 octets.
+pub(crate) const MAX_DOMAIN: usize = 255;
+/// RFC 5321 §4.5.3.1.3: a path is at most 256 octets including the angle brackets.
+pub(crate) const MAX_PATH: usize = 256;
 
 /// What the connection does after sending [`Output::replies`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +23,11 @@ pub(crate) enum Next {
     Command,
     /// 354 was sent: read the DATA block, then call [`Session::data_end`].
     Data,
+    /// Read a BDAT chunk of `size` octets (RFC 3030 §2), then call [`Session::chunk_end`].
+    Chunk { size: u64, last: bool },
+    /// 220 was sent to STARTTLS: drop buffered input, run the TLS handshake, then call
+    /// [`Session::tls_started`] (RFC 3207 §4.2).
+    StartTls,
     /// Close the connection.
     Close,
 }
@@ -44,6 +59,19 @@ pub(crate) struct Session {
     state: State,
     envelope: Envelope,
     errors: usize,
+    /// TLS is up (after STARTTLS, or from the start with implicit TLS).
+    tls: bool,
+    /// An AUTH exchange waiting for the client's next line.
+    sasl: Option<Sasl>,
+    /// Transactions that reached their final reply.
+    messages: usize,
+    /// BDAT chunks were accepted in this transaction (DATA is then out of order, RFC 3030 §3).
+    chunking: bool,
+    /// What the BDAT chunk being read gets: `Ok(last)` to keep it, or the refusal sent after
+    /// it.
+    chunk: Option<Result<bool, Reply>>,
+    /// The octets of this transaction's BDAT chunks, verbatim, at most `max_message_size`.
+    chunks: Vec<u8>,
 }
 
 /// ESMTP parameters of MAIL we parse but do not offer in EHLO; RFC 5321 §4.1.1.11 → 555.
@@ -57,15 +85,41 @@ const MAIL_UNOFFERED: u64 = smtp_proto::MAIL_BODY_BINARYMIME
 
 impl Session {
     /// A new session for the peer `client_addr` (`ip:port`).
-    pub(crate) fn new(config: Arc<ListenerConfig>, client_addr: String) -> Session {
+    /// `tls`: the connection is already encrypted (implicit TLS).
+    pub(crate) fn new(config: Arc<ListenerConfig>, client_addr: String, tls: bool) -> Session {
         Session {
             config,
             state: State::Connected,
             envelope: Envelope {
                 client_addr,
+                tls,
                 ..Envelope::default()
             },
             errors: 0,
+            tls,
+            sasl: None,
+            messages: 0,
+            chunking: false,
+            chunk: None,
+            chunks: Vec::new(),
+        }
+    }
+
+    /// True while an AUTH exchange waits for a response line (longer limit, RFC 4954 §4).
+    pub(crate) fn in_sasl(&self) -> bool {
+        self.sasl.is_some()
+    }
+
+    /// AUTH is offered: enabled, and only over TLS (RFC 4954 §4, §14).
+    fn auth_enabled(&self) -> bool {
+        self.config.auth || self.config.require_auth
+    }
+
+    fn offer(&self) -> Offer {
+        Offer {
+            max_size: self.config.max_message_size,
+            starttls: self.config.tls.is_some() && !self.tls,
+            auth: self.auth_enabled() && self.tls,
         }
     }
 
@@ -78,13 +132,44 @@ impl Session {
         &self.config.hostname
     }
 
-    /// Answer for a command line longer than its limit (RFC 5321 §4.5.3.1.4, §4.2.2 → 500).
+    /// Answer for a command line longer than its limit (RFC 5321 §4.5.3.1.4, §4.2.2 → 500);
+    /// inside an AUTH exchange the exchange fails with `500 5.5.6` (RFC 4954 §4).
     pub(crate) fn line_too_long(&mut self) -> Output {
+        if self.sasl.take().is_some() {
+            return self.finish(Reply::auth_line_too_long(), Next::Command);
+        }
         self.finish(Reply::line_too_long(), Next::Command)
     }
 
     /// Handle one command line (with its line ending).
     pub(crate) fn command<B: Backend>(&mut self, line: &[u8], backend: &B) -> Output {
+        let Some(body) = line.strip_suffix(b"\n") else {
+            return self.finish(Reply::bad_command_octet(), Next::Command);
+        };
+        let crlf = body.ends_with(b"\r");
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        if body.iter().any(|&b| b == b'\r' || b == 0) {
+            self.sasl = None;
+            return self.finish(Reply::bad_command_octet(), Next::Command);
+        }
+        if !crlf && self.config.command_bare_lf == BareLineEnding::Reject {
+            self.sasl = None;
+            return self.finish(Reply::bare_lf_command(), Next::Command);
+        }
+        if let Some(state) = self.sasl.take() {
+            let text = String::from_utf8_lossy(body);
+            let step = auth::respond(state, &text);
+            return self.auth_step(step, backend);
+        }
+        // smtp-proto wants the CRLF form.
+        let mut owned;
+        let line = if crlf {
+            line
+        } else {
+            owned = body.to_vec();
+            owned.extend_from_slice(b"\r\n");
+            &owned[..]
+        };
         let request = match Request::parse(&mut line.iter()) {
             Ok(request) => request,
             Err(error) => return self.finish(parse_error_reply(&error), Next::Command),
@@ -95,16 +180,33 @@ impl Session {
             }
             Request::Ehlo { host } => {
                 self.greet(&host);
-                let r = Reply::ehlo(self.hostname(), &host, self.config.max_message_size);
+                let r = Reply::ehlo(self.hostname(), &host, &self.offer());
                 (r, Next::Command)
             }
             Request::Helo { host } => {
                 self.greet(&host);
                 (Reply::helo(self.hostname()), Next::Command)
             }
+            Request::Mail { .. } if self.messages >= self.config.max_messages_per_session => {
+                (Reply::too_many_messages(self.hostname()), Next::Close)
+            }
             Request::Mail { from } => (self.mail(from, backend), Next::Command),
             Request::Rcpt { to } => (self.rcpt(to, backend), Next::Command),
             Request::Data => self.data(),
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => return self.bdat(chunk_size as u64, is_last),
+            Request::StartTls => self.starttls(line),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => match self.auth_allowed() {
+                Err(reply) => (reply, Next::Command),
+                Ok(()) => {
+                    return self.auth_step(auth::start(mechanism, &initial_response), backend)
+                }
+            },
             Request::Rset => {
                 self.reset();
                 (Reply::ok(), Next::Command)
@@ -118,9 +220,6 @@ impl Session {
             // EXPN and the extensions we do not offer: recognized, not implemented
             // (RFC 5321 §4.2.4, §3.5.3 → 502).
             Request::Expn { .. }
-            | Request::StartTls
-            | Request::Auth { .. }
-            | Request::Bdat { .. }
             | Request::Burl { .. }
             | Request::Etrn { .. }
             | Request::Atrn { .. } => (Reply::not_implemented(), Next::Command),
@@ -142,6 +241,83 @@ impl Session {
         Output { replies, next }
     }
 
+    /// STARTTLS (RFC 3207 §4): offered only with a certificate and before TLS is up.
+    fn starttls(&self, line: &[u8]) -> (Reply, Next) {
+        if self.config.tls.is_none() {
+            return (Reply::not_implemented(), Next::Command);
+        }
+        if self.tls {
+            return (Reply::bad_sequence("TLS already active"), Next::Command);
+        }
+        if matches!(self.state, State::Mail | State::Rcpt) {
+            return (
+                Reply::bad_sequence("mail transaction in progress"),
+                Next::Command,
+            );
+        }
+        let args = line.get(8..).unwrap_or_default();
+        if args.iter().any(|b| !b.is_ascii_whitespace()) {
+            return (Reply::starttls_syntax(), Next::Command);
+        }
+        (Reply::starttls_ready(), Next::StartTls)
+    }
+
+    /// TLS is up: forget everything learnt before it, EHLO included (RFC 3207 §4.2).
+    pub(crate) fn tls_started(&mut self) {
+        let client_addr = std::mem::take(&mut self.envelope.client_addr);
+        self.envelope = Envelope {
+            client_addr,
+            tls: true,
+            ..Envelope::default()
+        };
+        self.state = State::Connected;
+        self.tls = true;
+        self.sasl = None;
+        self.chunking = false;
+        self.chunk = None;
+        self.chunks = Vec::new();
+    }
+
+    /// Whether AUTH may start now (RFC 4954 §4).
+    fn auth_allowed(&self) -> Result<(), Reply> {
+        if !self.auth_enabled() {
+            return Err(Reply::not_implemented());
+        }
+        if !self.tls {
+            return Err(Reply::encryption_required());
+        }
+        match self.state {
+            State::Connected => Err(Reply::bad_sequence("send EHLO first")),
+            State::Mail | State::Rcpt => Err(Reply::bad_sequence("mail transaction in progress")),
+            State::Ready if self.envelope.auth_user.is_some() => {
+                Err(Reply::bad_sequence("already authenticated"))
+            }
+            State::Ready => Ok(()),
+        }
+    }
+
+    fn auth_step<B: Backend>(&mut self, step: Step, backend: &B) -> Output {
+        let reply = match step {
+            Step::Challenge(reply, state) => {
+                self.sasl = Some(state);
+                return Output {
+                    replies: vec![reply],
+                    next: Next::Command,
+                };
+            }
+            Step::Check(user, password) => {
+                if backend.authenticate(&user, &password) {
+                    self.envelope.auth_user = Some(user);
+                    Reply::auth_ok()
+                } else {
+                    Reply::auth_failed()
+                }
+            }
+            Step::Fail(reply) => reply,
+        };
+        self.finish(reply, Next::Command)
+    }
+
     /// EHLO/HELO: record the name and reset any transaction (RFC 5321 §4.1.4).
     fn greet(&mut self, host: &str) {
         self.reset();
@@ -149,15 +325,21 @@ impl Session {
         self.state = State::Ready;
     }
 
-    /// Drop the transaction, keep helo and client address (RSET, RFC 5321 §4.1.1.5).
+    /// Drop the transaction, keep helo, client address, TLS and AUTH (RSET, RFC 5321
+    /// §4.1.1.5).
     fn reset(&mut self) {
         let helo = std::mem::take(&mut self.envelope.helo);
         let client_addr = std::mem::take(&mut self.envelope.client_addr);
+        let auth_user = self.envelope.auth_user.take();
         self.envelope = Envelope {
             helo,
             client_addr,
+            auth_user,
+            tls: self.tls,
             ..Envelope::default()
         };
+        self.chunking = false;
+        self.chunks = Vec::new();
         if self.state != State::Connected {
             self.state = State::Ready;
         }
@@ -173,8 +355,21 @@ impl Session {
             State::Mail | State::Rcpt => return Reply::bad_sequence("sender already given"),
             State::Ready => {}
         }
+        if self.config.require_tls && !self.tls {
+            return Reply::must_starttls();
+        }
+        if self.config.require_auth && self.envelope.auth_user.is_none() {
+            return if self.tls {
+                Reply::auth_required()
+            } else {
+                Reply::must_starttls()
+            };
+        }
         if !from.address.is_ascii() {
             return Reply::non_ascii_address();
+        }
+        if !path_fits(&from.address) {
+            return Reply::sender_too_long();
         }
         if from.flags & MAIL_UNOFFERED != 0
             || from.by != 0
@@ -243,6 +438,9 @@ impl Session {
         if !to.address.is_ascii() {
             return Reply::non_ascii_address();
         }
+        if !path_fits(&to.address) {
+            return Reply::recipient_too_long();
+        }
         if to.flags & (smtp_proto::RCPT_CONNEG | smtp_proto::RCPT_RRVS_REJECT) != 0
             || to.flags & smtp_proto::RCPT_RRVS_CONTINUE != 0
             || to.rrvs != 0
@@ -284,6 +482,11 @@ impl Session {
 
     fn data(&mut self) -> (Reply, Next) {
         match self.state {
+            // RFC 3030 §3: DATA after BDAT in one transaction is out of order.
+            State::Rcpt if self.chunking => (
+                Reply::bad_sequence("BDAT in progress, DATA not allowed"),
+                Next::Command,
+            ),
             State::Rcpt => (Reply::start_data(), Next::Data),
             State::Connected | State::Ready => (
                 Reply::bad_sequence("send MAIL and RCPT first"),
@@ -294,17 +497,97 @@ impl Session {
         }
     }
 
-    /// The DATA block ended. `oversize`: more than `max_message_size` octets were sent
-    /// (→ `552 5.3.4`, RFC 1870 §6.4). Either way the transaction is over (RFC 5321 §4.1.1.4);
-    /// `Ok` carries the envelope to hand to [`Backend::data`] with the message.
-    pub(crate) fn data_end(&mut self, oversize: bool) -> Result<Envelope, Reply> {
+    /// The DATA block ended with these `flaws`. Either way the transaction is over (RFC 5321
+    /// §4.1.1.4); `Ok` carries the envelope to hand to [`Backend::data`] with the message,
+    /// `Err` the refusal: oversize `552 5.3.4` (RFC 1870 §6.4), then a line over 1000 octets,
+    /// a bare CR or LF (unless kept as data) or a NUL: `554 5.6.0`.
+    pub(crate) fn data_end(&mut self, flaws: DataFlaws) -> Result<Envelope, Reply> {
         let envelope = self.envelope.clone();
         self.reset();
-        if oversize {
+        self.messages += 1;
+        let bare =
+            flaws.bare_line_ending && self.config.data_bare_line_ending == BareLineEnding::Reject;
+        if flaws.oversize {
             Err(Reply::too_big())
+        } else if flaws.long_line {
+            Err(Reply::data_line_too_long())
+        } else if bare {
+            Err(Reply::data_bare_line_ending())
+        } else if flaws.nul {
+            Err(Reply::data_nul())
         } else {
             Ok(envelope)
         }
+    }
+
+    /// BDAT (RFC 3030 §2): the chunk is always read (a refused one too); the reply comes
+    /// after it from [`Session::chunk_end`].
+    fn bdat(&mut self, size: u64, last: bool) -> Output {
+        let verdict = match self.state {
+            State::Rcpt => Ok(last),
+            State::Connected | State::Ready => Err(Reply::bad_sequence("send MAIL and RCPT first")),
+            State::Mail => Err(Reply::bad_sequence("no valid recipients")),
+        };
+        if verdict.is_ok() {
+            self.chunking = true;
+        }
+        self.chunk = Some(verdict);
+        Output {
+            replies: Vec::new(),
+            next: Next::Chunk { size, last },
+        }
+    }
+
+    /// Octets of the chunk being read that may be kept: none for a refused chunk, else what
+    /// is left of `max_message_size`.
+    pub(crate) fn chunk_room(&self) -> usize {
+        match self.chunk {
+            Some(Ok(_)) => self
+                .config
+                .max_message_size
+                .saturating_sub(self.chunks.len()),
+            _ => 0,
+        }
+    }
+
+    /// Where the chunk's kept octets go.
+    pub(crate) fn chunk_buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.chunks
+    }
+
+    /// The chunk of `size` octets was read; `overflow`: it did not fit in
+    /// [`Session::chunk_room`]. `Ok`: the last chunk, hand envelope and message to
+    /// [`Backend::data`]. `Err`: the replies: `250 2.0.0` for a chunk that is not the last,
+    /// `552 5.3.4` past the size limit, `503 5.5.1` out of order. A failed chunk ends the
+    /// transaction (RFC 3030 §2), so chunks pipelined behind it get `503 5.5.1`.
+    pub(crate) fn chunk_end(
+        &mut self,
+        size: u64,
+        overflow: bool,
+    ) -> Result<(Envelope, Vec<u8>), Output> {
+        let last = match self.chunk.take() {
+            Some(Ok(last)) => last,
+            Some(Err(reply)) => return Err(self.finish(reply, Next::Command)),
+            None => return Err(self.finish(Reply::local_error(), Next::Command)),
+        };
+        if overflow {
+            self.reset();
+            self.messages += 1;
+            return Err(self.finish(Reply::too_big(), Next::Command));
+        }
+        if !last {
+            return Err(self.finish(Reply::chunk_ok(size), Next::Command));
+        }
+        let envelope = self.envelope.clone();
+        let message = std::mem::take(&mut self.chunks);
+        self.reset();
+        self.messages += 1;
+        Ok((envelope, message))
+    }
+
+    /// `421 4.4.2` when the session ran past `max_session_time`.
+    pub(crate) fn session_time_reply(&self) -> Reply {
+        Reply::session_too_long(self.hostname())
     }
 
     /// `421 4.4.2` for a read that timed out (RFC 5321 §4.5.3.2, RFC 3463 X.4.2).
@@ -315,6 +598,17 @@ impl Session {
     /// `421 4.3.2` when the service stops (RFC 5321 §3.8, RFC 3463 X.3.2).
     pub(crate) fn shutdown_reply(&self) -> Reply {
         Reply::shutting_down(self.hostname())
+    }
+}
+
+/// RFC 5321 §4.5.3.1.1-3: local-part ≤ 64, domain ≤ 255, path (with `<>`) ≤ 256 octets.
+fn path_fits(address: &str) -> bool {
+    if address.len() + 2 > MAX_PATH {
+        return false;
+    }
+    match address.rsplit_once('@') {
+        Some((local, domain)) => local.len() <= MAX_LOCAL_PART && domain.len() <= MAX_DOMAIN,
+        None => address.len() <= MAX_LOCAL_PART,
     }
 }
 
@@ -381,7 +675,7 @@ mod tests {
             max_errors: 5,
             ..ListenerConfig::default()
         };
-        Session::new(Arc::new(config), "127.0.0.1:1".into())
+        Session::new(Arc::new(config), "127.0.0.1:1".into(), false)
     }
 
     fn say(s: &mut Session, line: &str) -> (u16, Option<String>, Next) {
@@ -429,7 +723,7 @@ mod tests {
             ),
             "250 2.1.5"
         );
-        let env = s.data_end(false).unwrap();
+        let env = s.data_end(DataFlaws::default()).unwrap();
         assert_eq!(env.ret, Some(Ret::Hdrs));
         assert_eq!(env.envid.as_deref(), Some("JOB+1"));
         assert_eq!(env.body.as_deref(), Some("8BITMIME"));
