@@ -505,3 +505,47 @@ async fn serve_picks_up_faxes_dropped_into_the_incoming_directory() {
         "a job waiting for its pages stays in place"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_from_the_smarthost_fails_the_job_with_the_servers_reply() {
+    // The onramp peer mails a local part our own listener does not know: 550 5.1.1 at RCPT.
+    let work = Workdir::new();
+    let gw = start(&work, |t| {
+        t.replace(
+            "mailto:FAX=+$d$@gw.example.test",
+            "mailto:nobody-$d$@gw.example.test",
+        )
+    })
+    .await;
+    let job = gw.shared.submit_fax(&g3_fax()).unwrap();
+    let ev = work
+        .wait_for(20, "mail_failed", |e| {
+            e.job == job && e.event == "mail_failed"
+        })
+        .await;
+    assert_eq!(
+        ev.str("recipient"),
+        Some("nobody-12025550100@gw.example.test")
+    );
+    assert!(
+        ev.str("reason")
+            .is_some_and(|r| r.contains("550") && r.contains("5.1.1")),
+        "{}",
+        ev.to_line()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.shutdown().await;
+    let events = work.events();
+    assert!(!events
+        .iter()
+        .any(|e| e.job == job && (e.event == "mail_sent" || e.event == "mail_deferred")));
+    assert!(
+        std::fs::read_dir(work.path().join("spool/outq"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no longer queued"
+    );
+    let rows = t37gw::jobs::table(&events);
+    assert_eq!(rows.iter().find(|r| r.id == job).unwrap().state, "failed");
+}
