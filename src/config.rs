@@ -56,6 +56,13 @@ struct RawMtaReceive {
     command_timeout: Option<u64>,
     data_timeout: Option<u64>,
     maximum_sessions: Option<usize>,
+    maximum_sessions_per_client: Option<usize>,
+    maximum_connections_per_minute: Option<usize>,
+    bare_line_endings: Option<S<String>>,
+    tls_certificate: Option<S<String>>,
+    tls_key: Option<S<String>>,
+    implicit_tls_listen: Option<S<String>>,
+    require_tls: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +169,20 @@ pub struct MtaReceive {
     pub data_timeout: Duration,
     /// Concurrent sessions; default 100.
     pub maximum_sessions: usize,
+    /// Concurrent sessions from one client (IPv4 address or IPv6 /64); default 10.
+    pub maximum_sessions_per_client: usize,
+    /// Connections one client may open per minute; default 60.
+    pub maximum_connections_per_minute: usize,
+    /// Keep bare CR/LF inside DATA as data instead of refusing the message; default false
+    /// (refuse: SMTP smuggling, RFC 5321 §2.3.8).
+    pub accept_bare_line_endings: bool,
+    /// PEM certificate chain and key for STARTTLS (RFC 3207); default none (no STARTTLS).
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Second listener with implicit TLS (RFC 8314); needs the certificate; default none.
+    pub implicit_tls_listen: Option<SocketAddr>,
+    /// Refuse mail until STARTTLS (`530 5.7.0`); default false.
+    pub require_tls: bool,
 }
 
 /// `mta-send`: outgoing mail (onramp mail and DSNs) to the smarthost(s).
@@ -454,7 +475,7 @@ impl Validator<'_> {
                 "must be a host name",
             );
         }
-        let mta_receive = self.mta_receive(raw.mta_receive);
+        let mta_receive = self.mta_receive(raw.mta_receive, base);
         let mta_send = self.mta_send(raw.mta_send);
         let names = |v: Vec<(String, Location)>| v;
         let backend_names = names(
@@ -523,7 +544,7 @@ impl Validator<'_> {
         }
     }
 
-    fn mta_receive(&mut self, raw: Option<RawMtaReceive>) -> MtaReceive {
+    fn mta_receive(&mut self, raw: Option<RawMtaReceive>, base: &Path) -> MtaReceive {
         let mut r = MtaReceive {
             listen: SocketAddr::from(([127, 0, 0, 1], 2525)),
             maximum_message_size: 10 * 1024 * 1024,
@@ -532,6 +553,13 @@ impl Validator<'_> {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
             maximum_sessions: 100,
+            maximum_sessions_per_client: 10,
+            maximum_connections_per_minute: 60,
+            accept_bare_line_endings: false,
+            tls_certificate: None,
+            tls_key: None,
+            implicit_tls_listen: None,
+            require_tls: false,
         };
         let Some(raw) = raw else { return r };
         if let Some(listen) = raw.listen {
@@ -569,6 +597,68 @@ impl Validator<'_> {
             .map(Duration::from_secs)
             .unwrap_or(r.data_timeout);
         r.maximum_sessions = raw.maximum_sessions.unwrap_or(r.maximum_sessions);
+        r.maximum_sessions_per_client = raw
+            .maximum_sessions_per_client
+            .unwrap_or(r.maximum_sessions_per_client);
+        r.maximum_connections_per_minute = raw
+            .maximum_connections_per_minute
+            .unwrap_or(r.maximum_connections_per_minute);
+        if let Some(b) = raw.bare_line_endings {
+            match b.value.as_str() {
+                "reject" => {}
+                "accept" => r.accept_bare_line_endings = true,
+                other => self.err(
+                    &b.referenced,
+                    "bare-line-endings",
+                    format!("`{other}`: expected reject or accept"),
+                ),
+            }
+        }
+        r.require_tls = raw.require_tls.as_ref().is_some_and(|b| b.value);
+        match (raw.tls_certificate, raw.tls_key) {
+            (Some(c), Some(k)) => {
+                for (p, key) in [(&c, "tls-certificate"), (&k, "tls-key")] {
+                    if std::fs::metadata(base.join(&p.value)).is_err() {
+                        self.err(&p.referenced, key, format!("`{}`: no such file", p.value));
+                    }
+                }
+                r.tls_certificate = Some(base.join(c.value));
+                r.tls_key = Some(base.join(k.value));
+            }
+            (Some(one), None) | (None, Some(one)) => {
+                self.err(
+                    &one.referenced,
+                    "tls-certificate",
+                    "tls-certificate and tls-key go together",
+                );
+            }
+            (None, None) => {}
+        }
+        if let Some(l) = raw.implicit_tls_listen {
+            match l.value.parse() {
+                Ok(a) if r.tls_certificate.is_some() => r.implicit_tls_listen = Some(a),
+                Ok(_) => self.err(
+                    &l.referenced,
+                    "implicit-tls-listen",
+                    "needs tls-certificate and tls-key",
+                ),
+                Err(_) => self.err(
+                    &l.referenced,
+                    "implicit-tls-listen",
+                    "must be IP:PORT, e.g. 127.0.0.1:4650",
+                ),
+            }
+        }
+        if let Some(req) = raw
+            .require_tls
+            .filter(|b| b.value && r.tls_certificate.is_none())
+        {
+            self.err(
+                &req.referenced,
+                "require-tls",
+                "needs tls-certificate and tls-key",
+            );
+        }
         r
     }
 

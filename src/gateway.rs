@@ -190,16 +190,46 @@ impl Gateway {
             command_timeout: c.mta_receive.command_timeout,
             data_timeout: c.mta_receive.data_timeout,
             max_sessions: c.mta_receive.maximum_sessions,
+            max_sessions_per_client: c.mta_receive.maximum_sessions_per_client,
+            max_connections_per_client: c.mta_receive.maximum_connections_per_minute,
+            client_rate_window: Duration::from_secs(60),
+            data_bare_line_ending: if c.mta_receive.accept_bare_line_endings {
+                smtp::BareLineEnding::Accept
+            } else {
+                smtp::BareLineEnding::Reject
+            },
+            tls: match (&c.mta_receive.tls_certificate, &c.mta_receive.tls_key) {
+                (Some(cert), Some(key)) => Some(smtp::TlsConfig {
+                    cert: smtp::PemSource::Path(cert.clone()),
+                    key: smtp::PemSource::Path(key.clone()),
+                }),
+                _ => None,
+            },
+            require_tls: c.mta_receive.require_tls,
             ..ListenerConfig::default()
         });
+        let implicit_tls = match c.mta_receive.implicit_tls_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?),
+            None => None,
+        };
         let backend = Arc::new(OfframpBackend::new(shared.clone()));
         let mut tasks = Vec::new();
-        let srx = rx.clone();
+        let (srx, scfg, sbackend) = (rx.clone(), lcfg.clone(), backend.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = smtp::serve(listener, lcfg, backend, srx).await {
+            if let Err(e) = smtp::serve(listener, scfg, sbackend, srx).await {
                 tracing::error!("SMTP listener stopped: {e}");
             }
         }));
+        if let Some(tls_listener) = implicit_tls {
+            let (cfg, backend, srx) = (lcfg.clone(), backend.clone(), rx.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = smtp::serve_tls(tls_listener, cfg, backend, srx).await {
+                    tracing::error!("implicit-TLS listener stopped: {e}");
+                }
+            }));
+        }
         tasks.push(tokio::spawn(offramp_loop(shared.clone(), rx.clone())));
         tasks.push(tokio::spawn(outq_loop(shared.clone(), rx.clone())));
         tasks.push(tokio::spawn(incoming_loop(shared.clone(), rx)));

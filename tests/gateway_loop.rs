@@ -549,3 +549,62 @@ async fn a_5xx_from_the_smarthost_fails_the_job_with_the_servers_reply() {
     let rows = t37gw::jobs::table(&events);
     assert_eq!(rows.iter().find(|r| r.id == job).unwrap().state, "failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_keys_in_the_config_turn_on_starttls_and_require_tls() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let work = Workdir::new();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(work.path().join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(work.path().join("key.pem"), key.serialize_pem()).unwrap();
+    let gw = start(&work, |t| {
+        t.replace(
+            "  # tls-certificate: /etc/t37gw/cert.pem",
+            "  tls-certificate: cert.pem",
+        )
+        .replace("  # tls-key: /etc/t37gw/key.pem", "  tls-key: key.pem")
+        .replace("  # require-tls: true", "  require-tls: true")
+    })
+    .await;
+    let addr = gw.local_addr;
+    let replies = tokio::task::spawn_blocking(move || {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        w.write_all(b"EHLO client.example\r\n").unwrap();
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            lines.push(line.trim_end().to_string());
+            if line.as_bytes().get(3) == Some(&b' ') {
+                break;
+            }
+        }
+        w.write_all(b"MAIL FROM:<a@example.org>\r\n").unwrap();
+        lines.push(reply(&mut r));
+        lines
+    })
+    .await
+    .unwrap();
+    assert!(
+        replies.iter().any(|l| l.ends_with("STARTTLS")),
+        "{replies:?}"
+    );
+    // RFC 3207 §4: a server that requires TLS answers 530 5.7.0 until STARTTLS.
+    assert!(
+        replies.last().unwrap().starts_with("530 5.7.0"),
+        "{replies:?}"
+    );
+    gw.shutdown().await;
+}
