@@ -389,10 +389,15 @@ fn selected_dsn_corpus_files() {
         )]
     );
 
-    // Office 365 sample whose delivery-status part was trimmed away: a DSN without blocks.
+    // Office 365 sample whose delivery-status part was trimmed away: its prose says
+    // "Delivery has failed to these recipients or groups: kijitora@example.com" and
+    // "Remote Server returned '550 5.1.10 ...'".
     let r = p("lhost-office365-01.eml");
-    assert_eq!(r.kind, ReportKind::Dsn);
-    assert!(r.recipients.is_empty());
+    assert_eq!(r.kind, ReportKind::Bounce);
+    assert_eq!(
+        r.recipients,
+        vec![rcpt(None, "kijitora@example.com", "failed", Some("5.1.10"), None)]
+    );
 
     // Exim's classic bounce has no multipart/report.
     let r = p("lhost-exim-01.eml");
