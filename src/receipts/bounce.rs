@@ -116,7 +116,7 @@ fn failed_recipients_header(top: &[Field]) -> Vec<String> {
     top.iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("X-Failed-Recipients"))
         .flat_map(|(_, v)| v.split(','))
-        .map(|a| bare_address(a))
+        .map(bare_address)
         .filter(|a| a.contains('@'))
         .collect()
 }
