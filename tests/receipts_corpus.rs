@@ -389,10 +389,21 @@ fn selected_dsn_corpus_files() {
         )]
     );
 
-    // Office 365 sample whose delivery-status part was trimmed away: a DSN without blocks.
+    // Office 365 sample whose delivery-status part was trimmed away: its prose says
+    // "Delivery has failed to these recipients or groups: kijitora@example.com" and
+    // "Remote Server returned '550 5.1.10 ...'".
     let r = p("lhost-office365-01.eml");
-    assert_eq!(r.kind, ReportKind::Dsn);
-    assert!(r.recipients.is_empty());
+    assert_eq!(r.kind, ReportKind::Bounce);
+    assert_eq!(
+        r.recipients,
+        vec![rcpt(
+            None,
+            "kijitora@example.com",
+            "failed",
+            Some("5.1.10"),
+            None
+        )]
+    );
 
     // Exim's classic bounce has no multipart/report.
     let r = p("lhost-exim-01.eml");
@@ -543,4 +554,189 @@ fn mdn_corpus() {
             matched_by: MatchedBy::InReplyTo
         }
     );
+}
+
+/// The RCPT TO lines of a postfix-dsn answer as job recipients: address, and the ORCPT
+/// value xtext-decoded (RFC 3461 §4) as the job knew it before sending.
+fn job_recipients(a: &Value) -> Vec<t37gw::receipts::JobRecipient> {
+    a["rcpt_to"]
+        .as_array()
+        .expect("rcpt_to")
+        .iter()
+        .map(|line| {
+            let line = line.as_str().expect("rcpt line");
+            let address = line
+                .split_once('<')
+                .and_then(|(_, r)| r.split_once('>'))
+                .map(|(a, _)| a.to_string())
+                .expect("address");
+            let orcpt = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("ORCPT=rfc822;"))
+                .map(|o| t37gw::receipts::xtext_decode(o).expect("ORCPT is xtext"));
+            t37gw::receipts::JobRecipient { address, orcpt }
+        })
+        .collect()
+}
+
+#[test]
+fn postfix_dsn_blocks_map_to_their_job_recipients() {
+    use t37gw::receipts::{correlate_recipient, correlate_recipient_by, RecipientMatchedBy};
+    let Some(corpus) = corpus() else { return };
+    let dir = corpus.join("postfix-dsn");
+    for a in &answers(&dir) {
+        let file = a["file"].as_str().expect("file");
+        let rcpts = job_recipients(a);
+        let report = parse(&read(&dir.join(file)));
+        for (block, want) in report
+            .recipients
+            .iter()
+            .zip(a["recipients"].as_array().unwrap())
+        {
+            // Postfix's Final-Recipient is the RCPT TO address in this corpus.
+            let final_ = s(&want["final_recipient"]).expect("final");
+            let index = rcpts.iter().position(|r| r.address == final_);
+            assert_eq!(
+                correlate_recipient(block, &rcpts),
+                index,
+                "{file}: {final_}"
+            );
+            let i = index.expect("recipient in rcpt_to");
+            let by = correlate_recipient_by(block, &rcpts).map(|(_, by)| by);
+            let expected = if rcpts[i].orcpt.is_some() {
+                RecipientMatchedBy::OriginalRecipient
+            } else {
+                RecipientMatchedBy::OriginalRecipientAsAddress
+            };
+            assert_eq!(by, Some(expected), "{file}: {final_}");
+        }
+    }
+    // ORCPT differs from RCPT TO: Original-Recipient user@ wins over Final-Recipient alice@.
+    let a = answers(&dir)
+        .into_iter()
+        .find(|a| a["file"] == "success-notify-success-delay-orcpt-differs.eml")
+        .expect("answer");
+    let report = parse(&read(
+        &dir.join("success-notify-success-delay-orcpt-differs.eml"),
+    ));
+    let mut rcpts = job_recipients(&a);
+    assert_eq!(rcpts[0].orcpt.as_deref(), Some("user@example.test"));
+    // Another recipient whose address is the Final-Recipient: ORCPT still decides.
+    rcpts.insert(
+        0,
+        t37gw::receipts::JobRecipient {
+            address: "alice@example.test".into(),
+            orcpt: Some("other@example.test".into()),
+        },
+    );
+    assert_eq!(correlate_recipient(&report.recipients[0], &rcpts), Some(1));
+}
+
+#[test]
+fn dovecot_reports_correlate_by_the_documented_identifier() {
+    use t37gw::receipts::{
+        correlate_explained, correlate_recipient, parse_explained, JobRecipient,
+    };
+    let Some(corpus) = corpus() else { return };
+    let dir = corpus.join("dovecot-reports");
+    let answers = answers(&dir);
+    let mut jobs = Jobs::default();
+    for a in &answers {
+        if let (Some(job), Some(id)) = (s(&a["correlate_to_job"]), s(&a["correlate_to_message_id"]))
+        {
+            jobs.by_message_id.insert(id, job.clone());
+            jobs.by_envid.insert(job.clone(), job);
+        }
+    }
+    for a in &answers {
+        let file = a["file"].as_str().expect("file");
+        let parsed = parse_explained(&read(&dir.join(file)));
+        let got = correlate_explained(&parsed, &jobs);
+        match a["kind"].as_str().expect("kind") {
+            "mdn" => {
+                // README: the returned headers repeat the job's Message-ID.
+                assert_eq!(
+                    parsed.report.returned_message_id,
+                    s(&a["correlate_to_message_id"]),
+                    "{file}"
+                );
+                assert_eq!(
+                    got,
+                    Correlation::Job {
+                        job: s(&a["correlate_to_job"]).unwrap(),
+                        matched_by: MatchedBy::OriginalMessageId
+                    },
+                    "{file}"
+                );
+            }
+            "dsn" => {
+                let by = if a["envid"].is_null() {
+                    MatchedBy::ReturnedMessageId
+                } else {
+                    MatchedBy::Envid
+                };
+                assert_eq!(
+                    got,
+                    Correlation::Job {
+                        job: s(&a["correlate_to_job"]).unwrap(),
+                        matched_by: by
+                    },
+                    "{file}"
+                );
+            }
+            kind => {
+                let word = match kind {
+                    "auto-reply" => "auto-reply",
+                    "notification" => "notification",
+                    "feedback-report" => "RFC 5965",
+                    other => panic!("{file}: unknown kind {other}"),
+                };
+                match got {
+                    Correlation::NotAReport { reason } => {
+                        assert!(reason.contains(word), "{file}: {reason}")
+                    }
+                    other => panic!("{file}: {other:?}"),
+                }
+            }
+        }
+    }
+    // MDNJOB-0014 went to four recipients (submission in the README); each block of its
+    // reports lands on the recipient it names.
+    let rcpts: Vec<JobRecipient> = ["rejecter", "fullbox", "vacationer", "keeper"]
+        .iter()
+        .map(|u| JobRecipient {
+            address: format!("{u}@sieve.example.test"),
+            orcpt: Some(format!("{u}@sieve.example.test")),
+        })
+        .collect();
+    for (file, want) in [
+        (
+            "multi-rcpt-dsn-relayed-three.eml",
+            vec![Some(3), Some(0), Some(2)],
+        ),
+        ("multi-rcpt-dsn-failed-quota.eml", vec![Some(1)]),
+        ("multi-rcpt-mdn-reject.eml", vec![Some(0)]),
+    ] {
+        let r = parse(&read(&dir.join(file)));
+        let got: Vec<Option<usize>> = r
+            .recipients
+            .iter()
+            .map(|b| correlate_recipient(b, &rcpts))
+            .collect();
+        assert_eq!(got, want, "{file}");
+    }
+}
+
+#[test]
+fn mdn_without_reference_is_an_orphan() {
+    let Some(corpus) = corpus() else { return };
+    let r = parse(&read(&corpus.join("mdn/mdn_without_message_reference.eml")));
+    assert_eq!(r.kind, ReportKind::Mdn);
+    let mut jobs = Jobs::default();
+    jobs.by_message_id
+        .insert("<anything@gw.example.test>".into(), "J".into());
+    match correlate(&r, &jobs) {
+        Correlation::Orphan { reason } => assert!(reason.contains("MDN"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -1,6 +1,9 @@
 //! Match a parsed report to a job (INTERFACE.md "DSN and MDN fields").
 
-use super::{xtext_decode, Correlation, JobLookup, MatchedBy, Report, ReportKind};
+use super::{
+    xtext_decode, Correlation, JobLookup, JobRecipient, MatchedBy, RecipientMatchedBy,
+    RecipientReport, Report, ReportKind,
+};
 
 pub(crate) fn correlate(report: &Report, lookup: &dyn JobLookup) -> Correlation {
     match report.kind {
@@ -87,9 +90,86 @@ fn orphan_reason(report: &Report) -> String {
     .any(|v| non_empty(v).is_some());
     if has_id {
         "no ENVID or Message-ID matches a job".into()
+    } else if report.kind == ReportKind::Mdn {
+        "MDN without Original-Message-ID, In-Reply-To or returned headers: no reference to a job"
+            .into()
     } else {
         "the report carries no ENVID or Message-ID".into()
     }
+}
+
+/// How a per-recipient block was matched to a job recipient.
+pub(crate) fn correlate_recipient(
+    block: &RecipientReport,
+    job_recipients: &[JobRecipient],
+) -> Option<(usize, RecipientMatchedBy)> {
+    let original = non_empty(&block.original_recipient);
+    let final_ = non_empty(&block.final_recipient).map(strip_angle);
+    let original = original.map(strip_angle);
+    let steps: [(Option<&str>, RecipientMatchedBy); 4] = [
+        (original, RecipientMatchedBy::OriginalRecipient),
+        (original, RecipientMatchedBy::OriginalRecipientXtextDecoded),
+        (original, RecipientMatchedBy::OriginalRecipientAsAddress),
+        (final_, RecipientMatchedBy::FinalRecipient),
+    ];
+    for (value, how) in steps {
+        let Some(value) = value else { continue };
+        let decoded;
+        let value = if how == RecipientMatchedBy::OriginalRecipientXtextDecoded {
+            match xtext_decode(value).filter(|d| d != value) {
+                Some(d) => {
+                    decoded = d;
+                    decoded.as_str()
+                }
+                None => continue,
+            }
+        } else {
+            value
+        };
+        let hits: Vec<usize> = job_recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| match how {
+                RecipientMatchedBy::OriginalRecipient
+                | RecipientMatchedBy::OriginalRecipientXtextDecoded => {
+                    orcpt_of(r).is_some_and(|o| same_address(o, value))
+                }
+                RecipientMatchedBy::OriginalRecipientAsAddress => {
+                    same_address(strip_angle(&r.address), value)
+                }
+                RecipientMatchedBy::FinalRecipient => {
+                    same_address(strip_angle(&r.address), value)
+                        || orcpt_of(r).is_some_and(|o| same_address(o, value))
+                }
+            })
+            .map(|(i, _)| i)
+            .collect();
+        match hits.as_slice() {
+            [one] => return Some((*one, how)),
+            [] => continue,
+            // Two job recipients fit: never guess.
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn orcpt_of(r: &JobRecipient) -> Option<&str> {
+    r.orcpt.as_deref().map(strip_angle)
+}
+
+fn strip_angle(s: &str) -> &str {
+    let s = s.trim();
+    s.strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(s)
+}
+
+/// Addresses compare exactly in the local part and case-insensitively in the domain
+/// (RFC 5321 §2.4); a local part that differs only in case also matches, as nearly every
+/// mail system treats it.
+fn same_address(a: &str, b: &str) -> bool {
+    a == b || a.eq_ignore_ascii_case(b)
 }
 
 #[cfg(test)]

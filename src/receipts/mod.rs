@@ -2,17 +2,21 @@
 //! them to fax jobs.
 //!
 //! Files: `parse.rs` (MIME walk), `fields.rs` (field blocks), `bounce.rs` (classic bounces),
-//! `correlate.rs`, `xtext.rs` (RFC 3461 §4), `outgoing.rs` (DSNs we send, RFC 3464 + RFC 6522).
+//! `correlate.rs` (reports to jobs, blocks to recipients), `mailbox.rs` (.eml, mbox,
+//! Maildir), `xtext.rs` (RFC 3461 §4), `outgoing.rs` (DSNs we send, RFC 3464 + RFC 6522).
+//! The `receipts parse --json` schema and the rules are documented in `docs/receipts.md`.
 
 use serde::Serialize;
 
 mod bounce;
 mod correlate;
 mod fields;
+mod mailbox;
 mod outgoing;
 mod parse;
 mod xtext;
 
+pub use mailbox::{mailbox_items, read_mailbox, MailboxItem, MailboxIter};
 pub use outgoing::{build_dsn, DsnRecipient, OutgoingDsn};
 pub use xtext::{xtext_decode, xtext_encode};
 
@@ -106,13 +110,104 @@ impl Report {
 ///   `returned_message_id` is the Message-ID of the returned original that follows it
 ///   (message/rfc822, message/global, text/rfc822-headers; may be truncated).
 /// - `in_reply_to` is the first msg-id of the In-Reply-To of the message holding the report.
-/// - A qmail bounce is a [`ReportKind::Bounce`]; everything else (auto-replies, ARF
-///   feedback reports, ordinary mail) is [`ReportKind::NotAReport`].
+/// - A multipart/report whose MIME structure was lost (RFC 3464 fields in the flat body) is
+///   read from the body text; a base64 run inside a delivery-status part is decoded.
+/// - A traditional bounce without an RFC 3464 part (qmail, Yahoo, Exim, Mail.ru, Zoho, old
+///   Gmail and Google Groups, Exchange 5.5–2003, Office 365 prose, Domino, DragonFly,
+///   OpenSMTPD; see `docs/receipts.md`), and a DSN whose status part is empty, are a
+///   [`ReportKind::Bounce`] with the failed addresses (Action `failed`, or `delayed` for a
+///   delay warning), the status code when the text has one, and the returned Message-ID.
+/// - Everything else (auto-replies, ARF feedback reports, ordinary mail) is
+///   [`ReportKind::NotAReport`]; [`parse_explained`] says why.
 ///
 /// Values are as written (never xtext-decoded), with an `rfc822;`/`utf-8;` address type
 /// split off recipients, Action lower-cased and Status cut to its `x.y.z` code.
 pub fn parse(message: &[u8]) -> Report {
     parse::parse(message)
+}
+
+/// A report with the reason it is not a delivery result (for `report_orphaned` / ignored
+/// entries in the journal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedReport {
+    /// What [`parse`] returns.
+    pub report: Report,
+    /// For [`ReportKind::NotAReport`]: why (an RFC 3834 auto-reply, an RFC 5965 feedback
+    /// report, another multipart/report type, an automatic notification, ordinary mail).
+    /// `None` otherwise.
+    pub not_a_report_reason: Option<String>,
+}
+
+/// [`parse`], plus the reason when the message is not a report (RFC 3464 §2, RFC 8098 §3
+/// define what is; RFC 3834 auto-replies and RFC 5965 feedback reports are not).
+pub fn parse_explained(message: &[u8]) -> ParsedReport {
+    let (report, not_a_report_reason) = parse::parse_explained(message);
+    ParsedReport {
+        report,
+        not_a_report_reason,
+    }
+}
+
+/// [`correlate`], with the reason of [`ParsedReport::not_a_report_reason`] in
+/// [`Correlation::NotAReport`] when there is one.
+pub fn correlate_explained(parsed: &ParsedReport, lookup: &dyn JobLookup) -> Correlation {
+    match (
+        correlate(&parsed.report, lookup),
+        &parsed.not_a_report_reason,
+    ) {
+        (Correlation::NotAReport { .. }, Some(reason)) => Correlation::NotAReport {
+            reason: reason.clone(),
+        },
+        (other, _) => other,
+    }
+}
+
+/// One recipient of a job, as sent: the `RCPT TO` address and the `ORCPT` value (RFC 3461
+/// §4.2), both without angle brackets and without the `rfc822;` type, ORCPT unencoded
+/// (not xtext).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobRecipient {
+    /// The `RCPT TO` forward-path address.
+    pub address: String,
+    /// The `ORCPT` address, when the job sent one.
+    pub orcpt: Option<String>,
+}
+
+/// Which field of a per-recipient block (RFC 3464 §2.3) found the job recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientMatchedBy {
+    /// Original-Recipient (RFC 3464 §2.3.1) as written equals the recipient's ORCPT.
+    OriginalRecipient,
+    /// Original-Recipient xtext-decoded (RFC 3461 §4) equals the ORCPT; tried only when
+    /// the value as written matches nothing (INTERFACE.md).
+    OriginalRecipientXtextDecoded,
+    /// Original-Recipient equals the `RCPT TO` address (MTAs write the address there when
+    /// no ORCPT was sent).
+    OriginalRecipientAsAddress,
+    /// Final-Recipient (RFC 3464 §2.3.2) equals the `RCPT TO` address or the ORCPT.
+    FinalRecipient,
+}
+
+/// The index in `job_recipients` that a per-recipient block (RFC 3464 §2.3; an MDN's
+/// Original-/Final-Recipient, RFC 8098 §3.2.3–3.2.4) is about: Original-Recipient against
+/// the ORCPT first (as written, then xtext-decoded), then Original-Recipient against the
+/// address, then Final-Recipient. Addresses compare with angle brackets trimmed,
+/// case-insensitively. `None` when nothing matches, or when one step matches two
+/// recipients (never guessed).
+pub fn correlate_recipient(
+    block: &RecipientReport,
+    job_recipients: &[JobRecipient],
+) -> Option<usize> {
+    correlate_recipient_by(block, job_recipients).map(|(i, _)| i)
+}
+
+/// [`correlate_recipient`], also saying which field matched.
+pub fn correlate_recipient_by(
+    block: &RecipientReport,
+    job_recipients: &[JobRecipient],
+) -> Option<(usize, RecipientMatchedBy)> {
+    correlate::correlate_recipient(block, job_recipients)
 }
 
 /// Finds jobs by the identifiers a report carries.

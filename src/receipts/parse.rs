@@ -53,12 +53,17 @@ struct Found<'a> {
 }
 
 pub(crate) fn parse(message: &[u8]) -> Report {
+    parse_explained(message).0
+}
+
+/// [`parse`] plus, for a message that is not a report, why (for the journal).
+pub(crate) fn parse_explained(message: &[u8]) -> (Report, Option<String>) {
     if message.iter().all(u8::is_ascii_whitespace) {
-        return unparseable("empty message");
+        return (unparseable("empty message"), None);
     }
     match catch_unwind(AssertUnwindSafe(|| parse_inner(message))) {
-        Ok(report) => report,
-        Err(_) => unparseable("the MIME parser failed on this message"),
+        Ok(parsed) => parsed,
+        Err(_) => (unparseable("the MIME parser failed on this message"), None),
     }
 }
 
@@ -68,19 +73,42 @@ fn unparseable(error: &str) -> Report {
     report
 }
 
-fn parse_inner(bytes: &[u8]) -> Report {
+fn parse_inner(bytes: &[u8]) -> (Report, Option<String>) {
     let Some(message) = MessageParser::default().parse(bytes) else {
-        return unparseable("no header section found");
+        return (unparseable("no header section found"), None);
     };
     let Some(found) = find_report(&message, 0) else {
-        if let Some(report) = report_without_status(&message) {
-            return report;
+        if let Some(report) = report_without_status(&message, bytes) {
+            return (report, None);
         }
         let top = fields::header_fields(bytes);
-        let mut report = super::bounce::classic_bounce(bytes, &top)
-            .unwrap_or_else(|| Report::empty(ReportKind::NotAReport));
-        report.in_reply_to = get(&top, "In-Reply-To").and_then(fields::msg_id);
-        return report;
+        let in_reply_to = get(&top, "In-Reply-To").and_then(fields::msg_id);
+        let reason = not_a_report_reason(&message, &top);
+        let bounce = if reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("auto-reply"))
+        {
+            None
+        } else {
+            super::bounce::classic_bounce(&body_text(&message, bytes), &top)
+        };
+        return match bounce {
+            Some(mut report) => {
+                report.in_reply_to = in_reply_to;
+                if report.returned_message_id.is_none() {
+                    report.returned_message_id = returned_part_message_id(&message);
+                }
+                (report, None)
+            }
+            None => {
+                let mut report = Report::empty(ReportKind::NotAReport);
+                report.in_reply_to = in_reply_to;
+                let reason = reason.unwrap_or_else(|| {
+                    "ordinary mail: no multipart/report part and no bounce text".into()
+                });
+                (report, Some(reason))
+            }
+        };
     };
     let own = fields::header_fields(found.own_headers);
     let mut report = match found.kind {
@@ -92,7 +120,92 @@ fn parse_inner(bytes: &[u8]) -> Report {
         let returned = fields::header_fields(h);
         get(&returned, "Message-ID").and_then(fields::msg_id)
     });
-    report
+    if report.kind == ReportKind::Dsn && report.recipients.is_empty() {
+        // An empty (or unreadable) delivery-status part: read the prose instead.
+        let top = fields::header_fields(bytes);
+        if let Some(bounce) = super::bounce::classic_bounce(&body_text(&message, bytes), &top) {
+            report.kind = ReportKind::Bounce;
+            report.recipients = bounce.recipients;
+            if report.returned_message_id.is_none() {
+                report.returned_message_id = bounce.returned_message_id;
+            }
+        }
+    }
+    (report, None)
+}
+
+/// Why a message with no report part is not a delivery result (RFC 3834 auto-replies,
+/// RFC 5965 feedback reports, other multipart/report types), or `None` when nothing says so.
+fn not_a_report_reason(message: &Message<'_>, top: &[Field]) -> Option<String> {
+    if let Some(report_type) = message
+        .parts
+        .first()
+        .and_then(|p| p.content_type())
+        .filter(|ct| {
+            ct.ctype().eq_ignore_ascii_case("multipart")
+                && ct
+                    .subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+        })
+        .and_then(|ct| ct.attribute("report-type"))
+    {
+        if report_type.eq_ignore_ascii_case("feedback-report") {
+            return Some("ARF feedback report (RFC 5965), not a delivery result".into());
+        }
+        return Some(format!(
+            "multipart/report of type {report_type}, not a delivery or disposition report"
+        ));
+    }
+    let auto = get(top, "Auto-Submitted").map(str::to_ascii_lowercase);
+    let subject = get(top, "Subject").unwrap_or("").to_ascii_lowercase();
+    let autoreply_header = get(top, "X-Autoreply").is_some() || get(top, "X-Autorespond").is_some();
+    if auto
+        .as_deref()
+        .is_some_and(|a| a.starts_with("auto-replied"))
+        && !from_daemon(top)
+        || autoreply_header
+        || subject.starts_with("out of office")
+        || subject.starts_with("automatic reply")
+    {
+        return Some(format!(
+            "auto-reply (RFC 3834{}), not a delivery result",
+            auto.map(|a| format!(" Auto-Submitted: {a}"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(a) = auto.filter(|a| a.starts_with("auto-generated")) {
+        if !from_daemon(top) {
+            return Some(format!(
+                "automatic notification (RFC 3834 Auto-Submitted: {a}), not a delivery result"
+            ));
+        }
+    }
+    None
+}
+
+fn from_daemon(top: &[Field]) -> bool {
+    let from = get(top, "From").unwrap_or("").to_ascii_lowercase();
+    from.contains("mailer-daemon") || from.contains("mail delivery")
+}
+
+/// The decoded text of the message's first text part, or its raw body.
+fn body_text(message: &Message<'_>, bytes: &[u8]) -> String {
+    match message.body_text(0) {
+        Some(text) if !text.trim().is_empty() => text.into_owned(),
+        _ => fields::normalize(bytes.get(fields::header_end(bytes)..).unwrap_or(&[])),
+    }
+}
+
+/// Message-ID of the first returned-original part (message/rfc822, text/rfc822-headers) at
+/// the top level of the message.
+fn returned_part_message_id(message: &Message<'_>) -> Option<String> {
+    message
+        .parts
+        .iter()
+        .skip(1)
+        .filter(|p| is_returned_type(p))
+        .find_map(returned_headers)
+        .and_then(|h| get(&fields::header_fields(h), "Message-ID").and_then(fields::msg_id))
 }
 
 fn find_report<'a>(message: &'a Message<'_>, depth: usize) -> Option<Found<'a>> {
@@ -122,9 +235,11 @@ fn find_report<'a>(message: &'a Message<'_>, depth: usize) -> Option<Found<'a>> 
     })
 }
 
-/// A multipart/report whose report-type names a DSN or MDN but which lost its status part
-/// (seen in trimmed Exchange/Office 365 samples): a report with no recipients.
-fn report_without_status(message: &Message<'_>) -> Option<Report> {
+/// A multipart/report whose report-type names a DSN or MDN but which lost its status part.
+/// Seen in the wild: MIME boundaries stripped so the RFC 3464 fields sit in the flat body
+/// (they are read from there), and trimmed Exchange/Office 365 samples (their prose is read
+/// as a bounce; failing that, a report with no recipients).
+fn report_without_status(message: &Message<'_>, bytes: &[u8]) -> Option<Report> {
     let ct = message.parts.first()?.content_type()?;
     if !ct.ctype().eq_ignore_ascii_case("multipart")
         || !ct
@@ -139,16 +254,72 @@ fn report_without_status(message: &Message<'_>) -> Option<Report> {
         "disposition-notification" | "global-disposition-notification" => ReportKind::Mdn,
         _ => return None,
     };
-    let mut report = Report::empty(kind);
     let own = fields::header_fields(message_headers(message));
+    let body = fields::normalize(bytes.get(fields::header_end(bytes)..).unwrap_or(&[]));
+    let mut report = None;
+    if kind == ReportKind::Dsn {
+        if let Some((status, returned)) = flat_delivery_status(&body) {
+            let mut r = dsn_report(status.as_bytes());
+            r.returned_message_id = returned.and_then(|h| {
+                get(&fields::header_fields(h.as_bytes()), "Message-ID").and_then(fields::msg_id)
+            });
+            report = Some(r).filter(|r| !r.recipients.is_empty());
+        }
+        if report.is_none() {
+            let top = fields::header_fields(bytes);
+            report = super::bounce::classic_bounce(&body_text(message, bytes), &top);
+        }
+    }
+    let mut report = report.unwrap_or_else(|| Report::empty(kind));
     report.in_reply_to = get(&own, "In-Reply-To").and_then(fields::msg_id);
-    report.returned_message_id = message
-        .parts
-        .iter()
-        .filter(|p| is_returned_type(p))
-        .find_map(returned_headers)
-        .and_then(|h| get(&fields::header_fields(h), "Message-ID").and_then(fields::msg_id));
+    if report.returned_message_id.is_none() {
+        report.returned_message_id = returned_part_message_id(message);
+    }
     Some(report)
+}
+
+/// RFC 3464 §2.2–2.3 fields written straight into a body that lost its MIME structure:
+/// from the first line that opens a DSN field block to the first block with no DSN field
+/// (the returned header section, whose text is handed back too).
+fn flat_delivery_status(body: &str) -> Option<(String, Option<&str>)> {
+    let is_dsn_line = |line: &str| {
+        line.split_once(':').is_some_and(|(name, _)| {
+            let name = name.trim().to_ascii_lowercase();
+            PER_MESSAGE.contains(&name.as_str()) || PER_RECIPIENT.contains(&name.as_str())
+        })
+    };
+    let mut offset = 0;
+    let mut start = None;
+    for line in body.split_inclusive('\n') {
+        if !line.starts_with([' ', '\t']) && is_dsn_line(line) {
+            start = Some(offset);
+            break;
+        }
+        offset += line.len();
+    }
+    let start = start?;
+    let rest = &body[start..];
+    let lower = rest.to_ascii_lowercase();
+    if !lower.contains("final-recipient:") && !lower.contains("original-recipient:") {
+        return None;
+    }
+    // Walk blank-line separated blocks; stop at the first without a DSN field.
+    let mut end = rest.len();
+    let mut returned = None;
+    let mut at = 0;
+    for block in rest.split("\n\n") {
+        let has_dsn = block
+            .lines()
+            .any(|l| !l.starts_with([' ', '\t']) && is_dsn_line(l));
+        if !block.trim().is_empty() && !has_dsn {
+            end = at;
+            returned = Some(rest[at..].trim_start_matches('\n'));
+            break;
+        }
+        at += block.len() + 2;
+        at = at.min(rest.len());
+    }
+    Some((rest[..end].to_string(), returned))
 }
 
 fn is_returned_type(part: &MessagePart<'_>) -> bool {
@@ -218,7 +389,7 @@ fn message_headers<'a>(message: &'a Message<'_>) -> &'a [u8] {
 
 /// RFC 3464 §2.2–2.3 fields from a message/delivery-status body.
 fn dsn_report(status: &[u8]) -> Report {
-    let blocks = fields::field_blocks(&fields::normalize(status));
+    let blocks = fields::field_blocks(&decode_embedded_base64(&fields::normalize(status)));
     let (per_message, per_recipient) = split_dsn_blocks(blocks);
     let mut report = Report::empty(ReportKind::Dsn);
     report.envid = get(&per_message, "Original-Envelope-Id")
@@ -227,6 +398,54 @@ fn dsn_report(status: &[u8]) -> Report {
     report.reporting_mta = get(&per_message, "Reporting-MTA").map(str::to_string);
     report.recipients = per_recipient.iter().map(|b| recipient(b)).collect();
     report
+}
+
+/// Some filters (seen behind Proofpoint) base64-encode the per-recipient blocks inside the
+/// delivery-status part and write `Content-Transfer-Encoding: base64` into its per-message
+/// block. Decode such a run of base64 lines in place; other text is kept as it is.
+fn decode_embedded_base64(text: &str) -> String {
+    let marker = text.lines().any(|l| {
+        l.split_once(':').is_some_and(|(n, v)| {
+            n.trim().eq_ignore_ascii_case("content-transfer-encoding")
+                && v.trim().eq_ignore_ascii_case("base64")
+        })
+    });
+    if !marker {
+        return text.to_string();
+    }
+    let is_b64 = |l: &str| {
+        let l = l.trim();
+        !l.is_empty()
+            && !l.contains(':')
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.is_empty() {
+            return;
+        }
+        match mail_parser::decoders::base64::base64_decode(run.as_bytes()) {
+            Some(decoded) => {
+                out.push_str(&fields::normalize(&decoded));
+                out.push('\n');
+            }
+            None => out.push_str(run),
+        }
+        run.clear();
+    };
+    for line in text.lines() {
+        if is_b64(line) {
+            run.push_str(line.trim());
+        } else {
+            flush(&mut run, &mut out);
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// Split field blocks into the per-message fields and per-recipient blocks. Tolerates a
