@@ -79,6 +79,14 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ReceiptsCommand {
+    /// Read reports from .eml files, mbox files and Maildir folders; correlate them into the
+    /// journal; print a summary.
+    Ingest {
+        #[arg(long, default_value = "gateway.yaml")]
+        config: PathBuf,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Parse report messages (.eml) without touching any job: one line per file.
     Parse {
         /// One JSON object per file and line (schema: docs/receipts.md, INTERFACE.md).
@@ -282,6 +290,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Receipts {
             command: ReceiptsCommand::Parse { json, files },
         } => parse_reports(&files, json),
+        Command::Receipts {
+            command: ReceiptsCommand::Ingest { config, paths },
+        } => ingest_reports(load_config(&config)?, &paths),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file) {
@@ -315,6 +326,81 @@ fn read_journal(cfg: &Config) -> anyhow::Result<Vec<Event>> {
         );
     }
     Ok(events)
+}
+
+/// `receipts ingest`: every message of every path through the receipt tracker, with a
+/// progress bar on a terminal; exit 1 when a path cannot be read.
+fn ingest_reports(cfg: Config, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    use crate::offramp::IngestOutcome;
+    use std::io::IsTerminal;
+    let shared = Shared::open(cfg)?;
+    let mut items = Vec::new();
+    let mut failed = false;
+    // A plain directory (no cur/ or new/: not a Maildir) is taken as a folder of .eml files.
+    let mut expanded = Vec::new();
+    for p in paths {
+        let maildir = p.join("cur").is_dir() || p.join("new").is_dir();
+        match std::fs::read_dir(p) {
+            Ok(entries) if !maildir => {
+                let mut files: Vec<PathBuf> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|f| f.is_file())
+                    .collect();
+                files.sort();
+                expanded.extend(files);
+            }
+            _ => expanded.push(p.clone()),
+        }
+    }
+    for p in &expanded {
+        match crate::receipts::mailbox_items(p) {
+            Ok(it) => items.push(it),
+            Err(e) => {
+                eprintln!("t37gw: {e}");
+                failed = true;
+            }
+        }
+    }
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_message("ingesting reports");
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let (mut correlated, mut orphan, mut not_report, mut unparseable, mut duplicate) =
+        (0, 0, 0, 0, 0);
+    for item in items.into_iter().flatten() {
+        let item = match item {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("t37gw: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let id = crate::ids::new_job_id("RPT");
+        shared.record(Event::new(&id, "report_ingested").with("source", item.source.clone()))?;
+        match crate::offramp::ingest_report(&shared, &id, &item.bytes) {
+            IngestOutcome::Correlated(_) => correlated += 1,
+            IngestOutcome::Orphan => orphan += 1,
+            IngestOutcome::NotAReport => not_report += 1,
+            IngestOutcome::Unparseable => unparseable += 1,
+            IngestOutcome::Duplicate => duplicate += 1,
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    out!(
+        "{} messages: {correlated} correlated, {orphan} orphan, {not_report} not a report, {unparseable} unparseable, {duplicate} already seen",
+        correlated + orphan + not_report + unparseable + duplicate
+    );
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `receipts parse`: exit 1 when a file cannot be read or is not a readable message.

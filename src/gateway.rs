@@ -90,10 +90,7 @@ impl Shared {
         self.journal.append(&event)?;
         self.index().record(&event);
         let details = serde_json::Value::Object(event.details.clone());
-        if event.event.ends_with("_failed")
-            || event.event.ends_with("_deferred")
-            || event.event == "report_orphaned"
-        {
+        if event.event.ends_with("_failed") || event.event.ends_with("_deferred") {
             tracing::warn!(job = %event.job, event = %event.event, %details, "journal");
         } else {
             tracing::info!(job = %event.job, event = %event.event, %details, "journal");

@@ -23,6 +23,7 @@ pub const STATES: &[&str] = &[
     "correlated",
     "orphaned",
     "ignored",
+    "duplicate",
 ];
 
 /// One recipient's view of a job.
@@ -113,6 +114,12 @@ fn apply(row: &mut JobRow, ev: &Event) {
                 .or(row.recipient.take());
         }
         "report_orphaned" => row.state = "orphaned".into(),
+        "report_ingested" => {
+            row.direction = "report".into();
+            row.recipient = ev.str("source").map(str::to_string);
+            row.state = "received".into();
+        }
+        "report_duplicate" => row.state = "duplicate".into(),
         "report_ignored" => row.state = "ignored".into(),
         "mail_sent" | "mail_deferred" | "mail_failed" => {
             let state = &ev.event[5..];
@@ -196,6 +203,10 @@ pub struct JobIndex {
     sent: HashSet<(String, String)>,
     /// (Message-ID, number) pairs already faxed (offramp dedupe).
     faxed: HashMap<(String, String), String>,
+    /// Reports already taken into account (`report_key`).
+    reports_seen: HashSet<String>,
+    /// Job → its recipients (from `onramp_submitted`).
+    recipients: HashMap<String, Vec<String>>,
     /// DSN marks already queued (`FAX:delay`, `FAX:final`).
     dsn_marks: HashSet<String>,
     /// Fax id → its final event (`fax_delivered`, `fax_relayed`, `fax_failed`).
@@ -219,6 +230,17 @@ impl JobIndex {
         if let Some(mid) = ev.str("message_id") {
             if ev.event == "onramp_submitted" {
                 self.message_ids.insert(mid.to_string(), ev.job.clone());
+            }
+        }
+        if let Some(key) = ev.str("report_key") {
+            self.reports_seen.insert(key.to_string());
+        }
+        if ev.event == "onramp_submitted" {
+            if let Some(r) = ev.str("recipient") {
+                self.recipients
+                    .entry(ev.job.clone())
+                    .or_default()
+                    .push(r.to_string());
             }
         }
         if ev.event == "dsn_queued" {
@@ -257,6 +279,16 @@ impl JobIndex {
     pub fn was_sent(&self, job: &str, recipient: &str) -> bool {
         self.sent
             .contains(&(job.to_string(), recipient.to_string()))
+    }
+
+    /// True when a report with this key was already taken into account.
+    pub fn report_seen(&self, key: &str) -> bool {
+        self.reports_seen.contains(key)
+    }
+
+    /// The recipients of an onramp job.
+    pub fn recipients(&self, job: &str) -> &[String] {
+        self.recipients.get(job).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// True when the DSN `mark` (`FAX:delay` or `FAX:final`) was already queued.

@@ -540,18 +540,55 @@ fn queue_dsn(
     }
 }
 
-/// Parse a message sent to the return address as a DSN/MDN, correlate it, and journal one
-/// event per recipient block under the matched job (or `report_orphaned`).
-fn ingest_report(shared: &Shared, id: &str, message: &[u8]) {
-    let report = receipts::parse(message);
+/// What became of one report message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Correlated to this job.
+    Correlated(String),
+    /// A report that matches no job (`report_orphaned`).
+    Orphan,
+    /// Not a delivery or disposition result (`report_ignored`).
+    NotAReport,
+    /// Could not be read as a message (`report_ignored`).
+    Unparseable,
+    /// Seen before (same Message-ID, or same bytes): nothing changed.
+    Duplicate,
+}
+
+/// The key that makes a report count once: its Message-ID, else a hash of its bytes.
+fn report_key(message: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    match header_message_id(message) {
+        Some(mid) => format!("mid:{mid}"),
+        None => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            message.hash(&mut h);
+            format!("hash:{:016x}", h.finish())
+        }
+    }
+}
+
+/// Parse a report message (sent to the return address, or read by `receipts ingest`),
+/// correlate it, and journal one `dsn_received` per recipient block (or one `mdn_received`)
+/// under the matched job, or `report_orphaned` / `report_ignored` under `id`. Recipients are
+/// mapped to the job's own by Original-Recipient/ORCPT, then Final-Recipient (RFC 3464 §2.3.1,
+/// §2.3.2). The same report twice changes nothing.
+pub fn ingest_report(shared: &Shared, id: &str, message: &[u8]) -> IngestOutcome {
     if let Err(e) = shared.sync_index() {
         tracing::error!("journal unreadable: {e}");
     }
+    let key = report_key(message);
+    if shared.index().report_seen(&key) {
+        shared.record_or_log(Event::new(id, "report_duplicate").with("report_key", key));
+        return IngestOutcome::Duplicate;
+    }
+    let parsed = receipts::parse_explained(message);
+    let report = &parsed.report;
     let correlation = {
         let idx = shared.index();
-        receipts::correlate(&report, &*idx)
+        receipts::correlate_explained(&parsed, &*idx)
     };
-    match correlation {
+    let outcome = match correlation {
         Correlation::Job { job, matched_by } => {
             let via = serde_json::to_value(matched_by).unwrap_or_default();
             shared.record_or_log(
@@ -561,51 +598,80 @@ fn ingest_report(shared: &Shared, id: &str, message: &[u8]) {
                         serde_json::to_value(report.kind).unwrap_or_default(),
                     )
                     .with("correlated_job", job.clone())
-                    .with("matched_by", via.clone()),
+                    .with("matched_by", via.clone())
+                    .with("report_key", key.clone()),
             );
-            match report.kind {
-                ReportKind::Mdn => {
-                    let d = report.disposition.clone().unwrap_or_default();
-                    let rcpt = report.recipients.first().cloned().unwrap_or_default();
+            let job_rcpts: Vec<receipts::JobRecipient> = shared
+                .index()
+                .recipients(&job)
+                .iter()
+                .map(|a| receipts::JobRecipient {
+                    address: a.clone(),
+                    orcpt: Some(a.clone()),
+                })
+                .collect();
+            let ours = |r: &receipts::RecipientReport| {
+                receipts::correlate_recipient(r, &job_rcpts)
+                    .map(|i| job_rcpts[i].address.clone())
+                    .or_else(|| r.original_recipient.clone().or(r.final_recipient.clone()))
+            };
+            if report.kind == ReportKind::Mdn {
+                let d = report.disposition.clone().unwrap_or_default();
+                let rcpt = report.recipients.first().cloned().unwrap_or_default();
+                shared.record_or_log(
+                    Event::new(&job, "mdn_received")
+                        .with("recipient", ours(&rcpt))
+                        .with("final_recipient", rcpt.final_recipient.clone())
+                        .with("disposition", d.kind)
+                        .with("action_mode", d.action_mode)
+                        .with("sending_mode", d.sending_mode)
+                        .with("modifiers", d.modifiers)
+                        .with("matched_by", via.clone())
+                        .with("report", id.to_string()),
+                );
+            } else {
+                for r in &report.recipients {
                     shared.record_or_log(
-                        Event::new(&job, "mdn_received")
+                        Event::new(&job, "dsn_received")
+                            .with("recipient", ours(r))
+                            .with("original_recipient", r.original_recipient.clone())
+                            .with("final_recipient", r.final_recipient.clone())
+                            .with("action", r.action.clone())
+                            .with("status", r.status.clone())
+                            .with("diagnostic_code", r.diagnostic_code.clone())
+                            .with("reporting_mta", report.reporting_mta.clone())
                             .with(
-                                "recipient",
-                                rcpt.original_recipient.or(rcpt.final_recipient),
+                                "kind",
+                                serde_json::to_value(report.kind).unwrap_or_default(),
                             )
-                            .with("disposition", d.kind)
-                            .with("action_mode", d.action_mode)
-                            .with("sending_mode", d.sending_mode)
                             .with("matched_by", via.clone())
                             .with("report", id.to_string()),
                     );
                 }
-                _ => {
-                    for r in &report.recipients {
-                        shared.record_or_log(
-                            Event::new(&job, "dsn_received")
-                                .with(
-                                    "recipient",
-                                    r.original_recipient.clone().or(r.final_recipient.clone()),
-                                )
-                                .with("final_recipient", r.final_recipient.clone())
-                                .with("action", r.action.clone())
-                                .with("status", r.status.clone())
-                                .with("diagnostic_code", r.diagnostic_code.clone())
-                                .with("reporting_mta", report.reporting_mta.clone())
-                                .with("matched_by", via.clone())
-                                .with("report", id.to_string()),
-                        );
-                    }
-                }
             }
+            IngestOutcome::Correlated(job)
         }
         Correlation::Orphan { reason } => {
-            shared.record_or_log(Event::new(id, "report_orphaned").with("reason", reason));
+            shared.record_or_log(
+                Event::new(id, "report_orphaned")
+                    .with("reason", reason)
+                    .with("report_key", key),
+            );
+            IngestOutcome::Orphan
         }
         Correlation::NotAReport { reason } => {
-            shared.record_or_log(Event::new(id, "report_ignored").with("reason", reason));
+            shared.record_or_log(
+                Event::new(id, "report_ignored")
+                    .with("reason", reason)
+                    .with("report_key", key),
+            );
+            if report.kind == ReportKind::Unparseable {
+                IngestOutcome::Unparseable
+            } else {
+                IngestOutcome::NotAReport
+            }
         }
-    }
+    };
     shared.record_or_log(Event::new(id, "report_processed"));
+    outcome
 }
