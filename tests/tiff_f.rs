@@ -105,13 +105,32 @@ fn read_uncompressed(b: &[u8]) -> Result<Vec<(u32, u32, Vec<u8>)>, String> {
         let get = |t: u16| tags.get(&t).and_then(|v| v.first().copied());
         let (w, h) = (get(256).ok_or("width")?, get(257).ok_or("height")?);
         assert_eq!(get(259).unwrap_or(1), 1, "tiffcp -c none wrote compression");
-        if get(258).unwrap_or(1) != 1 || get(277).unwrap_or(1) != 1 {
-            return Err("libtiff decodes it, but not to a bilevel image".into());
-        }
+        let gray = match (get(258).unwrap_or(1), get(277).unwrap_or(1)) {
+            (1, 1) => false,
+            (8, 1) => true,
+            _ => return Err("libtiff decodes it, but not to bilevel or 8-bit gray".into()),
+        };
         let stride = (w as usize).div_ceil(8);
         let mut data = Vec::new();
         for (o, c) in tags[&273].iter().zip(&tags[&279]) {
             data.extend_from_slice(b.get(*o as usize..(*o + *c) as usize).ok_or("strip")?);
+        }
+        if gray {
+            // 8-bit gray: threshold at 128 like `Bilevel::Threshold(128)` (luma < 128 = black).
+            data.truncate(w as usize * h as usize);
+            let min_is_black = get(262) == Some(1);
+            let mut packed = vec![0u8; stride * h as usize];
+            for (i, &v) in data.iter().enumerate() {
+                // Photometric 1 (BlackIsZero): the sample is the luma; 0 (WhiteIsZero): inverted.
+                let luma = if min_is_black { v } else { 255 - v };
+                if luma < 128 {
+                    let (y, x) = (i / w as usize, i % w as usize);
+                    packed[y * stride + x / 8] |= 0x80 >> (x % 8);
+                }
+            }
+            pages.push((w, h, packed));
+            ifd = u32_at(ifd + 2 + 12 * n)? as usize;
+            continue;
         }
         data.truncate(stride * h as usize);
         assert_eq!(data.len(), stride * h as usize, "short image data");
