@@ -354,8 +354,8 @@ pub fn convert_with_progress(
     limits: &Limits,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<TiffF, ImageError> {
-    let mut pages: Vec<(Bitmap, Option<Encoding>)> = Vec::new();
-    for input in inputs {
+    // Stage 1: decode the inputs (in parallel: PNG inflate and dithering are the costly part).
+    let read_one = |input: &&[u8]| -> Result<Vec<(Bitmap, Option<Encoding>)>, ImageError> {
         let decoded = if read::is_tiff(input) {
             read_pages_report(input, limits, opts.bilevel)?
         } else {
@@ -366,6 +366,7 @@ pub fn convert_with_progress(
                 source_encoding: None,
             }]
         };
+        let mut pages = Vec::with_capacity(decoded.len());
         for (i, p) in decoded.into_iter().enumerate() {
             let decoded_rows = p.bitmap.height - p.damaged_rows;
             if let Some(e) = &p.damage {
@@ -377,18 +378,25 @@ pub fn convert_with_progress(
                     )));
                 }
             }
-            if pages.len() >= limits.max_pages {
-                return Err(ImageError::Limit(format!(
-                    "more than {} pages",
-                    limits.max_pages
-                )));
-            }
             pages.push((p.bitmap, p.source_encoding));
         }
+        Ok(pages)
+    };
+    let mut pages: Vec<(Bitmap, Option<Encoding>)> = Vec::new();
+    for r in par_map(inputs, read_one, &|| {}) {
+        let r = r?;
+        if pages.len() + r.len() > limits.max_pages {
+            return Err(ImageError::Limit(format!(
+                "more than {} pages",
+                limits.max_pages
+            )));
+        }
+        pages.extend(r);
     }
     if pages.is_empty() {
         return Err(ImageError::Corrupt("no pages".into()));
     }
+    // Stage 2: normalise and compress every page (in parallel), reporting progress.
     let keep_width =
         opts.resolution == Resolution::Passthrough || opts.encoding == Encoding::Passthrough;
     let one = |(page, source): &(Bitmap, Option<Encoding>)| {
@@ -405,55 +413,69 @@ pub fn convert_with_progress(
         Ok::<_, ImageError>((page, strip))
     };
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let finish = || {
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        progress(n);
-    };
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(pages.len());
-    let mut results: Vec<Option<Result<(Bitmap, write::Strip), ImageError>>> =
-        (0..pages.len()).map(|_| None).collect();
-    if workers <= 1 {
-        for (slot, p) in results.iter_mut().zip(&pages) {
-            *slot = Some(one(p));
-            finish();
-        }
-    } else {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let slots: Vec<std::sync::Mutex<&mut Option<_>>> =
-            results.iter_mut().map(std::sync::Mutex::new).collect();
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(p) = pages.get(i) else { break };
-                    let r = one(p);
-                    if let Ok(mut slot) = slots[i].lock() {
-                        **slot = Some(r);
-                    }
-                    finish();
-                });
-            }
-        });
-    }
+    let finish = || progress(done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1);
+    let results = par_map(&pages, one, &finish);
     drop(pages);
     let mut out_pages = Vec::with_capacity(results.len());
     let mut strips = Vec::with_capacity(results.len());
     for (i, r) in results.into_iter().enumerate() {
-        let (page, strip) = r
-            .unwrap_or_else(|| Err(ImageError::Corrupt("page not converted".into())))
-            .map_err(|e| match e {
-                ImageError::Corrupt(m) => ImageError::Corrupt(format!("page {}: {m}", i + 1)),
-                ImageError::Unsupported(m) => {
-                    ImageError::Unsupported(format!("page {}: {m}", i + 1))
-                }
-                ImageError::Limit(m) => ImageError::Limit(format!("page {}: {m}", i + 1)),
-            })?;
+        let (page, strip) = r.map_err(|e| match e {
+            ImageError::Corrupt(m) => ImageError::Corrupt(format!("page {}: {m}", i + 1)),
+            ImageError::Unsupported(m) => ImageError::Unsupported(format!("page {}: {m}", i + 1)),
+            ImageError::Limit(m) => ImageError::Limit(format!("page {}: {m}", i + 1)),
+        })?;
         out_pages.push(page);
         strips.push(strip);
     }
     write::assemble(&out_pages, strips, opts)
+}
+
+/// `f` over `items` on up to `available_parallelism()` scoped threads, results in input order;
+/// `done()` after each item.
+fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> R + Sync,
+    done: &(dyn Fn() + Sync),
+) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if workers <= 1 {
+        return items
+            .iter()
+            .map(|t| {
+                let r = f(t);
+                done();
+                r
+            })
+            .collect();
+    }
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(t) = items.get(i) else { break };
+                let r = f(t);
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(r);
+                }
+                done();
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .expect("every item was mapped by a worker")
+        })
+        .collect()
 }
 
 #[cfg(test)]

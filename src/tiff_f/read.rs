@@ -660,21 +660,43 @@ pub(crate) fn read_raw_g3(
                 max_rows: max_rows as usize,
             };
             let res = hayro_ccitt::decode(input, &mut rows, &mut DecoderContext::new(settings));
+            let mut err = res.err().map(|e| e.to_string());
+            if mode == EncodingMode::Group3_1D {
+                // Resynchronise on EOLs past damaged lines, as fax receivers do; taken when the
+                // plain decode failed, or stopped more than one line short of it (a lone
+                // trailing segment after the last line is no row).
+                let (data, bad) = mh_lines_resync(input, width, max_rows as usize);
+                if (err.is_some() && data.len() >= rows.data.len())
+                    || data.len() > rows.data.len() + stride
+                {
+                    rows.data = data;
+                    err = (bad > 0).then(|| format!("{bad} damaged lines left white"));
+                }
+            }
             let n = rows.data.len() / stride;
-            let err = res.err().map(|e| e.to_string());
-            // More rows wins; on a tie, a clean decode; then MSB-first and 1-D first.
+            tracing::debug!("raw G3 candidate lsb={lsb_first} {mode:?}: {n} rows, {err:?}");
+            // More rows wins, 2-D readings needing 10 % more (1-D data read as 2-D can run on
+            // as garbage); on a tie, a clean decode; then MSB-first and 1-D first.
+            let score = if mode == EncodingMode::Group3_1D {
+                n * 11
+            } else {
+                n * 10
+            };
             let better = match &best {
                 None => true,
-                Some((bn, _, _, berr)) => n > *bn || (n == *bn && berr.is_some() && err.is_none()),
+                Some((bs, _, _, berr)) => {
+                    score > *bs || (score == *bs && berr.is_some() && err.is_none())
+                }
             };
             if better {
-                best = Some((n, lsb_first, rows.data, err));
+                best = Some((score, lsb_first, rows.data, err));
             }
         }
     }
-    let Some((n, lsb_first, data, err)) = best else {
+    let Some((_, lsb_first, data, err)) = best else {
         return Err(corrupt("raw G3: nothing decoded"));
     };
+    let n = data.len() / stride;
     if n == 0 {
         return Err(corrupt(format!(
             "raw G3: no row decodes in either bit order ({})",
@@ -717,4 +739,93 @@ impl hayro_ccitt::Decoder for RowCollector {
             set_run(row, pair[0], end.min(self.width));
         }
     }
+}
+
+/// Bit positions just past each EOL (eleven or more 0 bits then a 1, T.4 §4.1.2) in an
+/// MSB-first stream; stops after RTC (six EOLs in a row, T.4 §4.1.4).
+fn eol_ends(data: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut zeros = 0usize;
+    let mut empty_run = 0;
+    let mut last_end = usize::MAX;
+    for (i, &b) in data.iter().enumerate() {
+        if b == 0 {
+            zeros += 8;
+            continue;
+        }
+        for k in 0..8 {
+            let bit = b & (0x80 >> k) != 0;
+            if !bit {
+                zeros += 1;
+                continue;
+            }
+            let pos = i * 8 + k + 1;
+            if zeros >= 11 {
+                // Consecutive EOLs (nothing but the EOL between) count towards RTC.
+                if last_end != usize::MAX && pos - last_end == 12 {
+                    empty_run += 1;
+                    if empty_run >= 5 {
+                        out.pop();
+                        return out;
+                    }
+                } else {
+                    empty_run = 0;
+                }
+                out.push(pos);
+                last_end = pos;
+            }
+            zeros = 0;
+        }
+    }
+    out
+}
+
+/// Bits `start..end` of an MSB-first stream, repacked from bit 0.
+fn bit_slice(data: &[u8], start: usize, end: usize) -> Vec<u8> {
+    let mut out = vec![0u8; (end - start).div_ceil(8)];
+    for (j, pos) in (start..end).enumerate() {
+        if data[pos / 8] & (0x80 >> (pos % 8)) != 0 {
+            out[j / 8] |= 0x80 >> (j % 8);
+        }
+    }
+    out
+}
+
+/// T.4 1-D (MH) with EOLs decoded line by line between EOLs, so that a damaged line costs only
+/// itself (left white): returns (packed rows, damaged lines).
+pub(crate) fn mh_lines_resync(data: &[u8], width: u32, max_rows: usize) -> (Vec<u8>, usize) {
+    let stride = (width as usize).div_ceil(8);
+    let ends = eol_ends(data);
+    let mut rows = Vec::new();
+    let mut bad = 0;
+    for (i, &start) in ends.iter().enumerate() {
+        if rows.len() / stride >= max_rows {
+            break;
+        }
+        let end = ends.get(i + 1).map_or(data.len() * 8, |&e| e - 12);
+        if end <= start {
+            continue; // EOLs back to back, or fill only
+        }
+        let line = bit_slice(data, start, end);
+        if line.iter().all(|&b| b == 0) {
+            continue; // fill bits only
+        }
+        let mut settings = ccitt(EncodingMode::Group3_1D, false, false);
+        settings.columns = width;
+        settings.rows = 1;
+        settings.end_of_block = false;
+        let mut one = RowCollector {
+            data: Vec::new(),
+            stride,
+            width,
+            max_rows: 1,
+        };
+        let ok = hayro_ccitt::decode(&line, &mut one, &mut DecoderContext::new(settings)).is_ok();
+        if !ok || one.data.len() != stride {
+            bad += 1;
+            one.data = vec![0; stride];
+        }
+        rows.extend_from_slice(&one.data);
+    }
+    (rows, bad)
 }
