@@ -1,41 +1,43 @@
 //! Bit-level helpers shared by the reader and the encoders.
 
-use fax::Bits;
-
 /// MSB-first bit writer that knows its bit position (needed for EOL fill bits).
 pub(crate) struct BitOut {
     pub(crate) bytes: Vec<u8>,
-    acc: u32,
-    n: u8,
+    /// Pending bits, right-aligned; fewer than 8 between calls.
+    acc: u64,
+    n: u32,
 }
 
 impl BitOut {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn with_capacity(cap: usize) -> Self {
         BitOut {
-            bytes: Vec::new(),
+            bytes: Vec::with_capacity(cap),
             acc: 0,
             n: 0,
         }
     }
 
-    /// Append the low `bits.len` bits of `bits.data` (at most 16).
-    pub(crate) fn put(&mut self, bits: Bits) {
-        for i in (0..bits.len).rev() {
-            self.acc = (self.acc << 1) | u32::from((bits.data >> i) & 1);
-            self.n += 1;
-            if self.n == 8 {
-                self.bytes.push(self.acc as u8);
-                self.acc = 0;
-                self.n = 0;
-            }
+    /// Append the low `len` bits of `code` (`len` at most 32).
+    #[inline]
+    pub(crate) fn put(&mut self, code: u32, len: u32) {
+        debug_assert!(len <= 32);
+        if len == 0 {
+            return;
         }
+        self.acc = (self.acc << len) | u64::from(code & (u32::MAX >> (32 - len)));
+        self.n += len;
+        while self.n >= 8 {
+            self.n -= 8;
+            self.bytes.push((self.acc >> self.n) as u8);
+        }
+        self.acc &= (1u64 << self.n) - 1;
     }
 
     /// Zero bits so that a following 12-bit EOL ends on a byte boundary (T.4 §4.1.3 fill).
+    #[inline]
     pub(crate) fn fill_for_eol(&mut self) {
-        while self.n != 4 {
-            self.put(Bits { data: 0, len: 1 });
-        }
+        let pad = (12 - self.n) % 8;
+        self.put(0, pad);
     }
 
     /// Pad with zero bits to the byte boundary and return the bytes.
@@ -47,54 +49,73 @@ impl BitOut {
     }
 }
 
-impl fax::BitWriter for BitOut {
-    type Error = std::convert::Infallible;
-    fn write(&mut self, bits: Bits) -> Result<(), Self::Error> {
-        self.put(bits);
-        Ok(())
-    }
-}
-
-/// Set bits `start..end` (pixels) of one packed MSB-first row to 1.
+/// Set bits `start..end` (pixels) of one packed MSB-first row to 1 (clamped to the row).
+#[inline]
 pub(crate) fn set_run(row: &mut [u8], start: u32, end: u32) {
     let end = end.min((row.len() as u32).saturating_mul(8));
-    let mut x = start;
-    while x < end {
-        let byte = (x / 8) as usize;
-        if x % 8 == 0 && end - x >= 8 {
-            row[byte] = 0xFF;
-            x += 8;
-        } else {
-            row[byte] |= 0x80 >> (x % 8);
-            x += 1;
-        }
+    if start >= end {
+        return;
+    }
+    let (sb, eb) = ((start / 8) as usize, ((end - 1) / 8) as usize);
+    let head = 0xFFu8 >> (start % 8);
+    let tail = 0xFFu8 << (7 - (end - 1) % 8);
+    if sb == eb {
+        row[sb] |= head & tail;
+    } else {
+        row[sb] |= head;
+        row[sb + 1..eb].fill(0xFF);
+        row[eb] |= tail;
     }
 }
 
-/// Iterate the pixel colours of one packed row: `true` = black.
-pub(crate) fn row_pixels(row: &[u8], width: u32) -> impl Iterator<Item = bool> + '_ {
-    (0..width).map(move |x| {
-        row.get((x / 8) as usize)
-            .is_some_and(|b| b & (0x80 >> (x % 8)) != 0)
-    })
+/// First pixel at or after `x` (pixels) whose colour differs from `black`, or `width` if none.
+#[inline]
+fn next_change(row: &[u8], width: u32, x: u32, black: bool) -> u32 {
+    if x >= width {
+        return width;
+    }
+    let flip = if black { 0xFFu8 } else { 0 };
+    let mut i = (x / 8) as usize;
+    // First, partial byte.
+    let b = (row[i] ^ flip) & (0xFF >> (x % 8));
+    if b != 0 {
+        return (i as u32 * 8 + b.leading_zeros()).min(width);
+    }
+    i += 1;
+    let flip64 = if black { u64::MAX } else { 0 };
+    while i + 8 <= row.len() {
+        let w = u64::from_be_bytes(row[i..i + 8].try_into().unwrap_or([0; 8])) ^ flip64;
+        if w != 0 {
+            return (i as u32 * 8 + w.leading_zeros()).min(width);
+        }
+        i += 8;
+    }
+    while i < row.len() {
+        let b = row[i] ^ flip;
+        if b != 0 {
+            return (i as u32 * 8 + b.leading_zeros()).min(width);
+        }
+        i += 1;
+    }
+    width
 }
 
-/// Run lengths of one packed row, alternating white, black, white, … starting with white
-/// (the first run may be 0). Their sum is `width`.
-pub(crate) fn runs(row: &[u8], width: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let mut colour = false;
-    let mut len = 0u32;
-    for px in row_pixels(row, width) {
-        if px != colour {
-            out.push(len);
-            colour = px;
-            len = 0;
+/// Changing elements of one packed row (T.4 §4.2.1.3.1): the pixel positions (< `width`) whose
+/// colour differs from the pixel before them, the pixel before the first being white.
+/// `out` is cleared first.
+pub(crate) fn changes(row: &[u8], width: u32, out: &mut Vec<u32>) {
+    out.clear();
+    let width = width.min((row.len() as u32).saturating_mul(8));
+    let mut x = 0;
+    let mut black = false;
+    loop {
+        x = next_change(row, width, x, black);
+        if x >= width {
+            return;
         }
-        len += 1;
+        out.push(x);
+        black = !black;
     }
-    out.push(len);
-    out
 }
 
 /// Clear the padding bits past `width` in every row (so equal pages compare equal).
@@ -108,6 +129,53 @@ pub(crate) fn clear_padding(data: &mut [u8], width: u32) {
     for row in data.chunks_mut(stride) {
         if let Some(last) = row.last_mut() {
             *last &= mask;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_match_a_pixel_walk() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut ch = Vec::new();
+        for _ in 0..500 {
+            let width = rng.u32(1..200);
+            let stride = (width as usize).div_ceil(8);
+            let row: Vec<u8> = (0..stride).map(|_| rng.u8(..)).collect();
+            changes(&row, width, &mut ch);
+            let px = |x: u32| row[(x / 8) as usize] & (0x80 >> (x % 8)) != 0;
+            let want: Vec<u32> = (0..width)
+                .filter(|&x| px(x) != (x > 0 && px(x - 1)))
+                .collect();
+            assert_eq!(ch, want, "width {width}");
+        }
+    }
+
+    #[test]
+    fn set_run_sets_exactly_the_run() {
+        for start in 0..40 {
+            for end in start..40 {
+                let mut row = [0u8; 5];
+                set_run(&mut row, start, end);
+                for x in 0..40 {
+                    let set = row[(x / 8) as usize] & (0x80 >> (x % 8)) != 0;
+                    assert_eq!(set, (start..end).contains(&x), "{start}..{end} at {x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fill_puts_eol_end_on_a_byte_boundary() {
+        for pre in 0..16 {
+            let mut b = BitOut::with_capacity(8);
+            b.put(0, pre);
+            b.fill_for_eol();
+            b.put(1, 12);
+            assert_eq!(b.n, 0, "after {pre} bits");
         }
     }
 }

@@ -1,13 +1,53 @@
-//! T.4 one-dimensional (MH) and two-dimensional (MR) encoders on the `fax` crate's code tables,
-//! and T.6 (MMR) through `fax`'s encoder.
+//! T.4 one-dimensional (MH), T.4 two-dimensional (MR) and T.6 (MMR) encoders, on changing
+//! elements (T.4 §4.2.1.3.1) and the `fax` crate's code tables (T.4 Tables 2 and 3).
 
-use super::bits::{row_pixels, runs, BitOut};
+use super::bits::{changes, BitOut};
 use super::ImageError;
-use fax::{maps, Bits, Color};
-use std::cell::RefCell;
-use std::rc::Rc;
+use fax::maps;
+use std::sync::OnceLock;
 
-const EOL: Bits = Bits { data: 1, len: 12 };
+/// EOL: 000000000001 (T.4 §4.1.2).
+const EOL: (u32, u32) = (1, 12);
+
+/// A code word: (bits, length in bits).
+type Code = (u32, u32);
+
+/// Run-length code tables for one colour: terminating codes 0..=63 and make-up codes
+/// 64..=2560 in steps of 64 (index `n / 64`), T.4 §4.1.1 Tables 2 and 3.
+struct RunCodes {
+    term: [Code; 64],
+    makeup: [Code; 41],
+}
+
+struct Tables {
+    white: RunCodes,
+    black: RunCodes,
+}
+
+fn tables() -> &'static Tables {
+    static T: OnceLock<Tables> = OnceLock::new();
+    T.get_or_init(|| {
+        let build = |enc: fn(u16) -> Option<fax::Bits>| {
+            let mut t = RunCodes {
+                term: [(0, 0); 64],
+                makeup: [(0, 0); 41],
+            };
+            let conv =
+                |b: Option<fax::Bits>| b.map_or((0, 0), |b| (u32::from(b.data), u32::from(b.len)));
+            for n in 0..64u16 {
+                t.term[n as usize] = conv(enc(n));
+            }
+            for k in 1..41u16 {
+                t.makeup[k as usize] = conv(enc(k * 64));
+            }
+            t
+        };
+        Tables {
+            white: build(maps::white::encode),
+            black: build(maps::black::encode),
+        }
+    })
+}
 
 fn check(data: &[u8], width: u32, height: u32) -> Result<usize, ImageError> {
     let stride = (width as usize).div_ceil(8);
@@ -21,35 +61,96 @@ fn check(data: &[u8], width: u32, height: u32) -> Result<usize, ImageError> {
     Ok(stride)
 }
 
-/// Write one run with make-up codes as needed (T.4 §4.1.1, Tables 2 and 3).
-fn put_run(out: &mut BitOut, black: bool, mut n: u32) -> Result<(), ImageError> {
-    let code = |v: u32| {
-        let v = u16::try_from(v).ok()?;
-        if black {
-            maps::black::encode(v)
-        } else {
-            maps::white::encode(v)
-        }
-    };
-    let run = n;
-    let missing = || ImageError::Corrupt(format!("no T.4 code for run of {run} pixels"));
-    while n >= 2560 {
-        out.put(code(2560).ok_or_else(missing)?);
+/// Write one run with make-up codes as needed (T.4 §4.1.1: runs over 2560 repeat the 2560 code).
+#[inline]
+fn put_run(out: &mut BitOut, t: &RunCodes, mut n: u32) {
+    while n > 2560 + 63 {
+        let (c, l) = t.makeup[40];
+        out.put(c, l);
         n -= 2560;
     }
     if n >= 64 {
-        out.put(code(n & !63).ok_or_else(missing)?);
-        n &= 63;
+        let (c, l) = t.makeup[(n / 64) as usize];
+        out.put(c, l);
+        n %= 64;
     }
-    out.put(code(n).ok_or_else(missing)?);
-    Ok(())
+    let (c, l) = t.term[n as usize];
+    out.put(c, l);
 }
 
-fn put_mh_row(out: &mut BitOut, row: &[u8], width: u32) -> Result<(), ImageError> {
-    for (i, run) in runs(row, width).into_iter().enumerate() {
-        put_run(out, i % 2 == 1, run)?;
+/// One MH-coded row from its changing elements (T.4 §4.1.1).
+fn put_mh_row(out: &mut BitOut, ch: &[u32], width: u32) {
+    let t = tables();
+    let mut pos = 0;
+    for (i, &c) in ch.iter().enumerate() {
+        let tab = if i % 2 == 0 { &t.white } else { &t.black };
+        put_run(out, tab, c - pos);
+        pos = c;
     }
-    Ok(())
+    let tab = if ch.len() % 2 == 0 {
+        &t.white
+    } else {
+        &t.black
+    };
+    put_run(out, tab, width - pos);
+}
+
+/// One 2-D coded row (T.4 §4.2.1.3, the same as T.6 §2.2): `cur` and `refl` are the changing
+/// elements of the coding and the reference line.
+fn put_2d_row(out: &mut BitOut, cur: &[u32], refl: &[u32], width: u32) {
+    let t = tables();
+    let w = width as i64;
+    let mut a0: i64 = -1;
+    let mut black = false;
+    let (mut ia, mut ib) = (0usize, 0usize);
+    loop {
+        // a1: first changing element on the coding line right of a0.
+        while ia < cur.len() && i64::from(cur[ia]) <= a0 {
+            ia += 1;
+        }
+        let a1 = cur.get(ia).map_or(w, |&v| i64::from(v));
+        // b1: first changing element on the reference line right of a0 and of the opposite
+        // colour to a0's (index parity: even = change to black).
+        // `ib` only moves past elements left of a0 (a0 never decreases); the parity step is
+        // taken afresh each time, since a0's colour changes.
+        while ib < refl.len() && i64::from(refl[ib]) <= a0 {
+            ib += 1;
+        }
+        let j = if (ib % 2 == 1) != black { ib + 1 } else { ib };
+        let b1 = refl.get(j).map_or(w, |&v| i64::from(v));
+        let b2 = refl.get(j + 1).map_or(w, |&v| i64::from(v));
+        if b2 < a1 {
+            out.put(0b0001, 4); // pass mode
+            a0 = b2;
+        } else if (a1 - b1).abs() <= 3 {
+            let (c, l) = match a1 - b1 {
+                0 => (1, 1),
+                1 => (0b011, 3),
+                2 => (0b000011, 6),
+                3 => (0b0000011, 7),
+                -1 => (0b010, 3),
+                -2 => (0b000010, 6),
+                _ => (0b0000010, 7),
+            };
+            out.put(c, l);
+            a0 = a1;
+            black = !black;
+        } else {
+            let a2 = cur.get(ia + 1).map_or(w, |&v| i64::from(v));
+            out.put(0b001, 3);
+            let (first, second) = if black {
+                (&t.black, &t.white)
+            } else {
+                (&t.white, &t.black)
+            };
+            put_run(out, first, (a1 - a0.max(0)) as u32);
+            put_run(out, second, (a2 - a1) as u32);
+            a0 = a2;
+        }
+        if a0 >= w {
+            return;
+        }
+    }
 }
 
 /// T.4 §4.1 Modified Huffman: `height` rows of packed MSB-first bits (1 = black), `width` pixels
@@ -59,32 +160,15 @@ fn put_mh_row(out: &mut BitOut, row: &[u8], width: u32) -> Result<(), ImageError
 /// Errors: [`ImageError::Corrupt`] when `data` is not `height × ceil(width / 8)` bytes or width is 0.
 pub fn encode_mh(data: &[u8], width: u32, height: u32) -> Result<Vec<u8>, ImageError> {
     let stride = check(data, width, height)?;
-    let mut out = BitOut::new();
+    let mut out = BitOut::with_capacity(data.len() / 8 + 64);
+    let mut ch = Vec::with_capacity(64);
     for row in data.chunks(stride) {
         out.fill_for_eol();
-        out.put(EOL);
-        put_mh_row(&mut out, row, width)?;
+        out.put(EOL.0, EOL.1);
+        changes(row, width, &mut ch);
+        put_mh_row(&mut out, &ch, width);
     }
     Ok(out.finish())
-}
-
-/// Bit sink for `fax::encoder::Encoder` that can be muted (used to feed it 1-D reference rows).
-#[derive(Clone)]
-struct Shared(Rc<RefCell<(BitOut, bool)>>);
-
-impl fax::BitWriter for Shared {
-    type Error = std::convert::Infallible;
-    fn write(&mut self, bits: Bits) -> Result<(), Self::Error> {
-        let mut inner = self.0.borrow_mut();
-        if !inner.1 {
-            inner.0.put(bits);
-        }
-        Ok(())
-    }
-}
-
-fn colours(row: &[u8], width: u32) -> impl Iterator<Item = Color> + '_ {
-    row_pixels(row, width).map(|b| if b { Color::Black } else { Color::White })
 }
 
 /// T.4 §4.2 Modified READ with parameter `k` (2 for standard, 4 for fine resolution; T.4 §4.2.1):
@@ -95,46 +179,39 @@ fn colours(row: &[u8], width: u32) -> impl Iterator<Item = Color> + '_ {
 pub fn encode_mr(data: &[u8], width: u32, height: u32, k: u32) -> Result<Vec<u8>, ImageError> {
     let stride = check(data, width, height)?;
     let k = k.max(1) as usize;
-    let shared = Shared(Rc::new(RefCell::new((BitOut::new(), false))));
-    let mut enc = fax::encoder::Encoder::new(shared.clone());
+    let mut out = BitOut::with_capacity(data.len() / 8 + 64);
+    let (mut cur, mut refl) = (Vec::with_capacity(64), Vec::with_capacity(64));
     for (i, row) in data.chunks(stride).enumerate() {
         let one_d = i % k == 0;
-        {
-            let mut inner = shared.0.borrow_mut();
-            inner.0.fill_for_eol();
-            inner.0.put(EOL);
-            inner.0.put(Bits {
-                data: u16::from(one_d),
-                len: 1,
-            });
-            inner.1 = one_d;
-        }
-        // Always run the 2-D encoder so that its reference row is this row; muted for 1-D rows.
-        let _ = enc.encode_line(colours(row, width), width);
+        out.fill_for_eol();
+        out.put(EOL.0, EOL.1);
+        out.put(u32::from(one_d), 1);
+        changes(row, width, &mut cur);
         if one_d {
-            let mut inner = shared.0.borrow_mut();
-            inner.1 = false;
-            put_mh_row(&mut inner.0, row, width)?;
+            put_mh_row(&mut out, &cur, width);
+        } else {
+            put_2d_row(&mut out, &cur, &refl, width);
         }
+        std::mem::swap(&mut cur, &mut refl);
     }
-    drop(enc);
-    let cell = Rc::try_unwrap(shared.0)
-        .map_err(|_| ImageError::Corrupt("MR encoder still shared".into()))?;
-    Ok(cell.into_inner().0.finish())
+    Ok(out.finish())
 }
 
-/// T.6 Modified Modified READ (TIFF Compression 4, T6Options 0), ending with EOFB, through the
-/// `fax` crate's encoder.
+/// T.6 Modified Modified READ (TIFF Compression 4, T6Options 0): 2-D rows against an imaginary
+/// white first reference line, no EOLs, ending with EOFB (two EOLs, T.6 §2.4) and zero bits to
+/// the byte boundary.
 ///
 /// Errors: as [`encode_mh`].
 pub fn encode_mmr(data: &[u8], width: u32, height: u32) -> Result<Vec<u8>, ImageError> {
     let stride = check(data, width, height)?;
-    let mut enc = fax::encoder::Encoder::new(BitOut::new());
+    let mut out = BitOut::with_capacity(data.len() / 12 + 64);
+    let (mut cur, mut refl) = (Vec::with_capacity(64), Vec::new());
     for row in data.chunks(stride) {
-        let _ = enc.encode_line(colours(row, width), width);
+        changes(row, width, &mut cur);
+        put_2d_row(&mut out, &cur, &refl, width);
+        std::mem::swap(&mut cur, &mut refl);
     }
-    match enc.finish() {
-        Ok(w) => Ok(w.finish()),
-        Err(never) => match never {},
-    }
+    out.put(EOL.0, EOL.1);
+    out.put(EOL.0, EOL.1);
+    Ok(out.finish())
 }

@@ -6,19 +6,22 @@
 //! - `raster`: PNG / JPEG / PBM / PGM / PPM through `image`, then bilevel;
 //! - `normalize`: scale any page to the 1728-pixel fax line;
 //! - `mh`: our T.4 encoders (MH, MR) plus `fax`'s T.6 (MMR) encoder;
-//! - `write`: the RFC 3949 TIFF-F container through `tiff`'s `DirectoryEncoder`.
+//! - `write`: the RFC 3949 TIFF-F container through `tiff`'s `DirectoryEncoder`;
+//! - `check`: RFC 3949 profile S / F conformance of a TIFF file, tag by tag.
 
 use thiserror::Error;
 
 mod bits;
+mod check;
 mod mh;
 mod normalize;
 mod raster;
 mod read;
 mod write;
 
+pub use check::{check, Conformance, PageConformance, Problem, Profiles};
 pub use mh::{encode_mh, encode_mmr, encode_mr};
-pub use normalize::{try_normalize, FAX_WIDTH, FAX_X_DPI};
+pub use normalize::{try_normalize, try_normalize_passthrough, FAX_WIDTH, FAX_X_DPI};
 
 /// One bilevel page.
 ///
@@ -50,6 +53,11 @@ pub enum Encoding {
     Mr,
     /// T.6 (Modified Modified READ), Compression=4.
     Mmr,
+    /// Keep each page's input coding when it is one of the three above (a TIFF page coded MH,
+    /// MR or MMR), else MH. With it, [`convert`] also keeps B4 and A3 widths (2048 and 2432
+    /// pixels at 200–204 dpi, RFC 3949 §4.2.1) instead of scaling them to 1728.
+    /// [`write_tiff_f`] writes MH for it (it does not know the input).
+    Passthrough,
 }
 
 /// Vertical resolution of the written pages (horizontal is always 204 dpi).
@@ -62,7 +70,8 @@ pub enum Resolution {
     Fine,
     /// 204×391 dpi (profile F only).
     Superfine,
-    /// Keep the input's fax resolution when it is one of the three; else fine.
+    /// Keep the input's fax resolution when it is one of the three; else fine. With it,
+    /// [`convert`] also keeps B4 and A3 widths (2048 and 2432 pixels at 200–204 dpi).
     Passthrough,
 }
 
@@ -176,18 +185,89 @@ impl Bitmap {
     }
 }
 
+/// One decoded page with what went wrong decoding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedPage {
+    /// The page (1 = black), rows that did not decode left white.
+    pub bitmap: Bitmap,
+    /// Rows (of `bitmap.height`) that did not decode: cut-off strips, invalid T.4/T.6 codes,
+    /// short uncompressed data. 0 for a clean page.
+    pub damaged_rows: u32,
+    /// The first decoding error on the page (strip, rows, reason), if any.
+    pub damage: Option<String>,
+    /// The page's coding in the input when it was T.4/T.6 (TIFF Compression 3 or 4):
+    /// [`Encoding::Mh`], [`Encoding::Mr`] or [`Encoding::Mmr`]; `None` otherwise.
+    pub source_encoding: Option<Encoding>,
+}
+
+/// [`read_pages`] with a damage report per page: every page of which at least one row decodes is
+/// returned, with the number of rows that did not ([`DecodedPage::damaged_rows`]).
+///
+/// Errors: as [`read_pages`], except that a partly decoded page is not an error; a page of which
+/// no row decodes is [`ImageError::Corrupt`].
+pub fn read_pages_report(
+    bytes: &[u8],
+    limits: &Limits,
+    bilevel: Bilevel,
+) -> Result<Vec<DecodedPage>, ImageError> {
+    if read::is_tiff(bytes) {
+        let pages = read::read_tiff(bytes, limits, bilevel)?;
+        for (i, p) in pages.iter().enumerate() {
+            if p.damaged_rows == p.bitmap.height {
+                return Err(ImageError::Corrupt(format!(
+                    "page {}: no row decodes: {}",
+                    i + 1,
+                    p.damage.as_deref().unwrap_or("no image data")
+                )));
+            }
+        }
+        Ok(pages)
+    } else {
+        raster::read_raster(bytes, limits, bilevel).map(|bitmap| {
+            vec![DecodedPage {
+                bitmap,
+                damaged_rows: 0,
+                damage: None,
+                source_encoding: None,
+            }]
+        })
+    }
+}
+
+/// Decode a raw T.4 stream without a TIFF around it (mgetty's `.g3` page files, modem captures):
+/// `width` pixels per row (1728 for A4), `y_dpi` lines per inch (98 standard, 196 fine, 391
+/// superfine); x resolution is 204 dpi. One page: the stream up to RTC (six EOLs) or its end.
+///
+/// The bit order is detected: the stream is decoded MSB-first (TIFF FillOrder 1) and LSB-first
+/// (FillOrder 2, what fax modems deliver and mgetty stores), as T.4 1-D (MH) and 2-D (MR, EOL +
+/// tag bit), and the reading that decodes the most rows wins (ties: a clean decode, then
+/// MSB-first, then 1-D). A 64-byte Digifax header ("PC Research, Inc") is skipped. Rows are
+/// capped at `limits.max_pixels_per_page / width`.
+///
+/// Errors: [`ImageError::Corrupt`] when `width` or `y_dpi` is 0 or no row decodes either way;
+/// [`ImageError::Limit`] when one row exceeds the pixel limit.
+pub fn read_raw_g3(
+    bytes: &[u8],
+    width: u32,
+    y_dpi: u32,
+    limits: &Limits,
+) -> Result<Vec<Bitmap>, ImageError> {
+    read::read_raw_g3(bytes, width, y_dpi, limits).map(|p| vec![p])
+}
+
 /// Decode every page of one input file (TIFF of any fax compression, PNG, JPEG, PBM/PGM/PPM),
 /// sniffing the format from the bytes. Gray and colour pages become bilevel by `bilevel`.
 ///
-/// TIFF (TIFF 6.0 §3, §10, §11; RFC 3949): Compression 1 (1 bit per sample), 2 (T.4 MH
-/// without EOLs, rows byte-aligned), 3 (T.4 MH or MR per T4Options bit 0, fill bits per bit 2)
-/// and 4 (T.6 MMR); FillOrder 2 is bit-reversed; Photometric 1 (min-is-black) is inverted so that
+/// TIFF (TIFF 6.0 §3, §9, §10, §11, §13; RFC 3949): Compression 1 (none), 2 (T.4 MH
+/// without EOLs, rows byte-aligned), 3 (T.4 MH or MR per T4Options bit 0, fill bits per bit 2),
+/// 4 (T.6 MMR), 5 (LZW, Predictor 1 or 2) and 32773 (PackBits); 1-bit bilevel, 8-bit gray
+/// (made bilevel by `bilevel`) and 8-bit RGB (luma, then bilevel); FillOrder 2 is bit-reversed; Photometric 1 (min-is-black) is inverted so that
 /// the result always has 1 = black. Resolution comes from XResolution/YResolution
 /// (ResolutionUnit 3 = centimetre is converted to inch); 204×196 dpi when absent.
 /// Raster formats get their dpi from PNG `pHYs` or JPEG JFIF density, else 200×200.
 ///
 /// Errors: [`ImageError::Unsupported`] for an unknown format or a TIFF feature we do not read
-/// (tiles, more than 1 bit per sample, T.4 uncompressed mode, other compressions);
+/// (tiles, other sample layouts, T.4 uncompressed mode, other compressions, old-style LZW);
 /// [`ImageError::Limit`] when a page exceeds `limits.max_pixels_per_page` or the file has more
 /// than `limits.max_pages` pages (checked before allocating);
 /// [`ImageError::Corrupt`] for broken structure, or a page of which less than half the rows decode
@@ -197,11 +277,29 @@ pub fn read_pages(
     limits: &Limits,
     bilevel: Bilevel,
 ) -> Result<Vec<Bitmap>, ImageError> {
-    if read::is_tiff(bytes) {
-        read::read_tiff(bytes, limits)
-    } else {
-        raster::read_raster(bytes, limits, bilevel).map(|p| vec![p])
+    if !read::is_tiff(bytes) {
+        return raster::read_raster(bytes, limits, bilevel).map(|p| vec![p]);
     }
+    let pages = read::read_tiff(bytes, limits, bilevel)?;
+    let mut out = Vec::with_capacity(pages.len());
+    for (i, p) in pages.into_iter().enumerate() {
+        let height = p.bitmap.height;
+        let decoded = height - p.damaged_rows;
+        if let Some(e) = &p.damage {
+            if u64::from(decoded) * 2 < u64::from(height) {
+                return Err(ImageError::Corrupt(format!(
+                    "page {}: {e}; only {decoded} of {height} rows decoded",
+                    i + 1
+                )));
+            }
+            tracing::warn!(
+                "TIFF page {} partly decoded ({decoded} of {height} rows): {e}",
+                i + 1
+            );
+        }
+        out.push(p.bitmap);
+    }
+    Ok(out)
 }
 
 /// Scale a page to the fax profile: 1728 px wide at 204 dpi, `resolution` lines per inch,
@@ -226,27 +324,158 @@ pub fn write_tiff_f(pages: &[Bitmap], opts: &WriteOptions) -> Result<TiffF, Imag
 }
 
 /// Read every input (each a whole file's bytes), normalise each page, write one TIFF-F.
+/// The same as [`convert_with_progress`] without progress reports.
 pub fn convert(
     inputs: &[&[u8]],
     opts: &WriteOptions,
     limits: &Limits,
 ) -> Result<TiffF, ImageError> {
-    let mut pages = Vec::new();
-    for input in inputs {
-        for page in read_pages(input, limits, opts.bilevel)? {
-            if pages.len() >= limits.max_pages {
-                return Err(ImageError::Limit(format!(
-                    "more than {} pages",
-                    limits.max_pages
-                )));
+    convert_with_progress(inputs, opts, limits, &|_| {})
+}
+
+/// Read every input (each a whole file's bytes: TIFF, PNG, JPEG, PBM/PGM/PPM, see
+/// [`read_pages`]), normalise each page to `opts.resolution` ([`try_normalize`]; with
+/// [`Resolution::Passthrough`] or [`Encoding::Passthrough`], B4/A3 pages keep their width, see
+/// [`try_normalize_passthrough`]), compress each with `opts.encoding` ([`Encoding::Passthrough`]:
+/// the page's input coding when it was MH, MR or MMR, else MH) and write one TIFF-F
+/// ([`write_tiff_f`]), pages in input order.
+///
+/// `progress(pages_done)` is called once per finished page (normalised and compressed) with the
+/// number of pages finished so far (1, 2, … up to the total, possibly from worker threads).
+/// Pages are normalised and compressed on all available cores (`std::thread::available_parallelism`)
+/// when there is more than one page.
+///
+/// Errors: as [`read_pages`], [`try_normalize`] and [`write_tiff_f`]; [`ImageError::Limit`] when
+/// the inputs hold more than `limits.max_pages` pages in all; [`ImageError::Corrupt`] when they
+/// hold none.
+pub fn convert_with_progress(
+    inputs: &[&[u8]],
+    opts: &WriteOptions,
+    limits: &Limits,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<TiffF, ImageError> {
+    // Stage 1: decode the inputs (in parallel: PNG inflate and dithering are the costly part).
+    let read_one = |input: &&[u8]| -> Result<Vec<(Bitmap, Option<Encoding>)>, ImageError> {
+        let decoded = if read::is_tiff(input) {
+            read_pages_report(input, limits, opts.bilevel)?
+        } else {
+            vec![DecodedPage {
+                bitmap: raster::read_raster(input, limits, opts.bilevel)?,
+                damaged_rows: 0,
+                damage: None,
+                source_encoding: None,
+            }]
+        };
+        let mut pages = Vec::with_capacity(decoded.len());
+        for (i, p) in decoded.into_iter().enumerate() {
+            let decoded_rows = p.bitmap.height - p.damaged_rows;
+            if let Some(e) = &p.damage {
+                if u64::from(decoded_rows) * 2 < u64::from(p.bitmap.height) {
+                    return Err(ImageError::Corrupt(format!(
+                        "page {}: {e}; only {decoded_rows} of {} rows decoded",
+                        i + 1,
+                        p.bitmap.height
+                    )));
+                }
             }
-            pages.push(try_normalize(&page, opts.resolution, limits)?);
+            pages.push((p.bitmap, p.source_encoding));
         }
+        Ok(pages)
+    };
+    let mut pages: Vec<(Bitmap, Option<Encoding>)> = Vec::new();
+    for r in par_map(inputs, read_one, &|| {}) {
+        let r = r?;
+        if pages.len() + r.len() > limits.max_pages {
+            return Err(ImageError::Limit(format!(
+                "more than {} pages",
+                limits.max_pages
+            )));
+        }
+        pages.extend(r);
     }
     if pages.is_empty() {
         return Err(ImageError::Corrupt("no pages".into()));
     }
-    write_tiff_f(&pages, opts)
+    // Stage 2: normalise and compress every page (in parallel), reporting progress.
+    let keep_width =
+        opts.resolution == Resolution::Passthrough || opts.encoding == Encoding::Passthrough;
+    let one = |(page, source): &(Bitmap, Option<Encoding>)| {
+        let page = if keep_width {
+            try_normalize_passthrough(page, opts.resolution, limits)?
+        } else {
+            try_normalize(page, opts.resolution, limits)?
+        };
+        let enc = match opts.encoding {
+            Encoding::Passthrough => source.unwrap_or(Encoding::Mh),
+            e => e,
+        };
+        let strip = write::compress(&page, enc)?;
+        Ok::<_, ImageError>((page, strip))
+    };
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let finish = || progress(done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1);
+    let results = par_map(&pages, one, &finish);
+    drop(pages);
+    let mut out_pages = Vec::with_capacity(results.len());
+    let mut strips = Vec::with_capacity(results.len());
+    for (i, r) in results.into_iter().enumerate() {
+        let (page, strip) = r.map_err(|e| match e {
+            ImageError::Corrupt(m) => ImageError::Corrupt(format!("page {}: {m}", i + 1)),
+            ImageError::Unsupported(m) => ImageError::Unsupported(format!("page {}: {m}", i + 1)),
+            ImageError::Limit(m) => ImageError::Limit(format!("page {}: {m}", i + 1)),
+        })?;
+        out_pages.push(page);
+        strips.push(strip);
+    }
+    write::assemble(&out_pages, strips, opts)
+}
+
+/// `f` over `items` on up to `available_parallelism()` scoped threads, results in input order;
+/// `done()` after each item.
+fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> R + Sync,
+    done: &(dyn Fn() + Sync),
+) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if workers <= 1 {
+        return items
+            .iter()
+            .map(|t| {
+                let r = f(t);
+                done();
+                r
+            })
+            .collect();
+    }
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(t) = items.get(i) else { break };
+                let r = f(t);
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(r);
+                }
+                done();
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .expect("every item was mapped by a worker")
+        })
+        .collect()
 }
 
 #[cfg(test)]

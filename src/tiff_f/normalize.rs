@@ -75,7 +75,38 @@ pub fn try_normalize(
             "normalised page would be 1728x{h} pixels"
         )));
     }
-    Ok(scale(page, ty, h.max(1) as u32))
+    Ok(scale(page, FAX_WIDTH, ty, h.max(1) as u32))
+}
+
+/// Whether a page is B4 or A3 fax width (2048 or 2432 pixels, T.4 §2.2) at 203–204 dpi.
+fn is_wide_fax(page: &Bitmap) -> bool {
+    matches!(page.width, 2048 | 2432) && (203..=204).contains(&page.x_dpi)
+}
+
+/// [`try_normalize`] for a peer that says passthrough: a page already B4 or A3 fax width (2048 or
+/// 2432 pixels at 203–204 dpi, RFC 3949 §4.2.1 profile F) keeps its width and only has its rows
+/// resampled to `resolution` (`round(height × target_y / y_dpi)`); every other page is normalised
+/// by [`try_normalize`]. x resolution is written as 204.
+///
+/// Errors: as [`try_normalize`].
+pub fn try_normalize_passthrough(
+    page: &Bitmap,
+    resolution: Resolution,
+    limits: &Limits,
+) -> Result<Bitmap, ImageError> {
+    if !is_wide_fax(page) || page.height == 0 || page.y_dpi == 0 {
+        return try_normalize(page, resolution, limits);
+    }
+    let ty = target_y(page, resolution);
+    let y = fax_y(page.y_dpi).unwrap_or(page.y_dpi);
+    let h = (u64::from(page.height) * u64::from(ty) + u64::from(y) / 2) / u64::from(y);
+    if h.saturating_mul(u64::from(page.width)) > limits.max_pixels_per_page {
+        return Err(ImageError::Limit(format!(
+            "normalised page would be {}x{h} pixels",
+            page.width
+        )));
+    }
+    Ok(scale(page, page.width, ty, h.max(1) as u32))
 }
 
 /// [`try_normalize`] that caps the output height at what `limits` allows instead of failing.
@@ -93,12 +124,13 @@ pub(crate) fn normalize_capped(page: &Bitmap, resolution: Resolution, limits: &L
             data: vec![0; stride * h as usize],
         };
     }
-    scale(page, ty, h)
+    scale(page, FAX_WIDTH, ty, h)
 }
 
-fn scale(page: &Bitmap, ty: u32, h: u32) -> Bitmap {
+/// Nearest-neighbour (pixel centre) resampling to `out_w × h`.
+fn scale(page: &Bitmap, out_w: u32, ty: u32, h: u32) -> Bitmap {
     let stride_in = page.stride();
-    let unchanged = page.width == FAX_WIDTH
+    let unchanged = page.width == out_w
         && (203..=204).contains(&page.x_dpi)
         && fax_y(page.y_dpi) == Some(ty)
         && h == page.height
@@ -110,30 +142,44 @@ fn scale(page: &Bitmap, ty: u32, h: u32) -> Bitmap {
             ..page.clone()
         };
     }
-    let stride = (FAX_WIDTH as usize).div_ceil(8);
+    let stride = (out_w as usize).div_ceil(8);
     let mut data = vec![0u8; stride * h as usize];
+    let same_width = page.width == out_w;
     // Source column for each output column: centre sampling.
-    let cols: Vec<u32> = (0..FAX_WIDTH)
-        .map(|x| {
-            ((2 * u64::from(x) + 1) * u64::from(page.width) / (2 * u64::from(FAX_WIDTH))) as u32
-        })
+    let cols: Vec<u32> = (0..out_w)
+        .map(|x| ((2 * u64::from(x) + 1) * u64::from(page.width) / (2 * u64::from(out_w))) as u32)
         .collect();
-    for (y, out) in data.chunks_mut(stride).enumerate() {
+    let mut prev: Option<usize> = None;
+    for y in 0..h as usize {
         let sy = ((2 * y as u64 + 1) * u64::from(page.height) / (2 * u64::from(h))) as usize;
+        let (done, rest) = data.split_at_mut(y * stride);
+        let out = &mut rest[..stride];
+        if prev == Some(sy) {
+            // Same source row as the output row before: copy it.
+            out.copy_from_slice(&done[(y - 1) * stride..]);
+            continue;
+        }
+        prev = Some(sy);
         let Some(src) = page.data.get(sy * stride_in..(sy + 1) * stride_in) else {
             continue;
         };
+        if same_width {
+            out.copy_from_slice(src);
+            continue;
+        }
         for (x, &sx) in cols.iter().enumerate() {
             if src[(sx / 8) as usize] & (0x80 >> (sx % 8)) != 0 {
                 out[x / 8] |= 0x80 >> (x % 8);
             }
         }
     }
-    Bitmap {
-        width: FAX_WIDTH,
+    let mut page_out = Bitmap {
+        width: out_w,
         height: h,
         x_dpi: FAX_X_DPI,
         y_dpi: ty,
         data,
-    }
+    };
+    super::bits::clear_padding(&mut page_out.data, out_w);
+    page_out
 }

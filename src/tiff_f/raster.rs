@@ -47,25 +47,9 @@ pub(crate) fn read_raster(
         image::ImageError::Limits(l) => ImageError::Limit(l.to_string()),
         e => ImageError::Corrupt(format!("decoding image: {e}")),
     })?;
-    let mut luma = img.to_luma8();
-    drop(img);
-    let stride = (width as usize).div_ceil(8);
-    let mut data = vec![0u8; stride * height as usize];
-    let threshold = match bilevel {
-        Bilevel::Threshold(t) => t,
-        Bilevel::FloydSteinberg => {
-            image::imageops::dither(&mut luma, &image::imageops::colorops::BiLevel);
-            128
-        }
-    };
-    for (y, row) in luma.rows().enumerate() {
-        let out = &mut data[y * stride..(y + 1) * stride];
-        for (x, p) in row.enumerate() {
-            if p.0[0] < threshold {
-                out[x / 8] |= 0x80 >> (x % 8);
-            }
-        }
-    }
+    let luma = img.into_luma8();
+    let data = gray_to_bilevel(luma.as_raw(), width, height, bilevel);
+    drop(luma);
     let (x_dpi, y_dpi) = density(bytes).unwrap_or((DEFAULT_SCAN_DPI, DEFAULT_SCAN_DPI));
     Ok(Bitmap {
         width,
@@ -112,4 +96,68 @@ fn density(b: &[u8]) -> Option<(u32, u32)> {
         return Some((plausible(x * k)?, plausible(y * k)?));
     }
     None
+}
+
+/// Make an 8-bit gray page (`width × height` bytes, 0 = black, 255 = white) bilevel: packed rows,
+/// 1 = black, padding bits clear. Threshold: luma below the value is black. Floyd–Steinberg:
+/// error diffusion left to right with weights 7/16, 3/16, 5/16, 1/16 (threshold 128), in integer
+/// arithmetic so that every platform gives the same bits.
+pub(crate) fn gray_to_bilevel(luma: &[u8], width: u32, height: u32, bilevel: Bilevel) -> Vec<u8> {
+    let w = width as usize;
+    let stride = w.div_ceil(8);
+    let mut data = vec![0u8; stride * height as usize];
+    if w == 0 {
+        return data;
+    }
+    match bilevel {
+        Bilevel::Threshold(t) => {
+            for (src, out) in luma.chunks_exact(w).zip(data.chunks_exact_mut(stride)) {
+                pack_threshold(src, out, t);
+            }
+        }
+        Bilevel::FloydSteinberg => {
+            // Errors for this row and the next, with one guard cell on each side.
+            let mut cur = vec![0i32; w + 2];
+            let mut next = vec![0i32; w + 2];
+            for (src, out) in luma.chunks_exact(w).zip(data.chunks_exact_mut(stride)) {
+                for (x, &p) in src.iter().enumerate() {
+                    let v = i32::from(p) + (cur[x + 1] >> 4);
+                    let e = if v < 128 {
+                        out[x / 8] |= 0x80 >> (x % 8);
+                        v
+                    } else {
+                        v - 255
+                    };
+                    cur[x + 2] += e * 7;
+                    next[x] += e * 3;
+                    next[x + 1] += e * 5;
+                    next[x + 2] += e;
+                }
+                std::mem::swap(&mut cur, &mut next);
+                next.fill(0);
+            }
+        }
+    }
+    data
+}
+
+/// Pack one row: luma below `t` becomes a 1 bit.
+#[inline]
+fn pack_threshold(src: &[u8], out: &mut [u8], t: u8) {
+    let mut chunks = src.chunks_exact(8);
+    for (o, c) in out.iter_mut().zip(&mut chunks) {
+        let mut b = 0u8;
+        for &p in c {
+            b = (b << 1) | u8::from(p < t);
+        }
+        *o = b;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut b = 0u8;
+        for (i, &p) in rest.iter().enumerate() {
+            b |= u8::from(p < t) << (7 - i);
+        }
+        out[src.len() / 8] = b;
+    }
 }

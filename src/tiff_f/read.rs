@@ -1,7 +1,8 @@
 //! TIFF reading: our own IFD walk (TIFF 6.0 §2) and strip decoding (CCITT through `hayro-ccitt`).
 
 use super::bits::{clear_padding, set_run};
-use super::{Bitmap, ImageError, Limits};
+use super::raster::gray_to_bilevel;
+use super::{Bilevel, Bitmap, DecodedPage, Encoding, ImageError, Limits};
 use hayro_ccitt::{DecodeSettings, DecoderContext, EncodingMode};
 use std::collections::{BTreeMap, HashSet};
 
@@ -14,9 +15,9 @@ fn corrupt(msg: impl Into<String>) -> ImageError {
     ImageError::Corrupt(msg.into())
 }
 
-struct File<'a> {
-    b: &'a [u8],
-    le: bool,
+pub(crate) struct File<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) le: bool,
 }
 
 impl File<'_> {
@@ -45,14 +46,14 @@ impl File<'_> {
 
 /// One IFD entry's values: integers, or rationals as f64.
 #[derive(Debug, Clone)]
-enum Val {
+pub(crate) enum Val {
     Ints(Vec<u64>),
     Reals(Vec<f64>),
     Other,
 }
 
 /// Entries of one IFD, keyed by tag, plus the next IFD offset.
-fn read_ifd(f: &File, off: u64) -> Result<(BTreeMap<u16, Val>, u32), ImageError> {
+pub(crate) fn read_ifd(f: &File, off: u64) -> Result<(BTreeMap<u16, Val>, u32), ImageError> {
     let n = f
         .u16(off)
         .ok_or_else(|| corrupt(format!("IFD at byte {off} is past the end of the file")))?;
@@ -121,19 +122,19 @@ fn read_ifd(f: &File, off: u64) -> Result<(BTreeMap<u16, Val>, u32), ImageError>
     Ok((tags, next))
 }
 
-struct Ifd(BTreeMap<u16, Val>);
+pub(crate) struct Ifd(pub(crate) BTreeMap<u16, Val>);
 
 impl Ifd {
-    fn ints(&self, tag: u16) -> Option<&[u64]> {
+    pub(crate) fn ints(&self, tag: u16) -> Option<&[u64]> {
         match self.0.get(&tag) {
             Some(Val::Ints(v)) => Some(v),
             _ => None,
         }
     }
-    fn int(&self, tag: u16) -> Option<u64> {
+    pub(crate) fn int(&self, tag: u16) -> Option<u64> {
         self.ints(tag).and_then(|v| v.first().copied())
     }
-    fn real(&self, tag: u16) -> Option<f64> {
+    pub(crate) fn real(&self, tag: u16) -> Option<f64> {
         match self.0.get(&tag) {
             Some(Val::Reals(v)) => v.first().copied(),
             Some(Val::Ints(v)) => v.first().map(|&x| x as f64),
@@ -142,47 +143,73 @@ impl Ifd {
     }
 }
 
-/// Every page of a TIFF file; see [`super::read_pages`].
-pub(crate) fn read_tiff(b: &[u8], limits: &Limits) -> Result<Vec<Bitmap>, ImageError> {
+/// The image directories of a TIFF file in chain order (TIFF 6.0 §2), at most `limits.max_pages`.
+pub(crate) fn ifds(b: &[u8], limits: &Limits) -> Result<Vec<Ifd>, ImageError> {
+    if !is_tiff(b) {
+        return Err(ImageError::Unsupported("not a TIFF file".into()));
+    }
     let f = File {
         b,
         le: b[0] == b'I',
     };
     let mut off = u64::from(f.u32(4).ok_or_else(|| corrupt("TIFF header truncated"))?);
     let mut seen = HashSet::new();
-    let mut pages = Vec::new();
+    let mut out = Vec::new();
     while off != 0 {
         if !seen.insert(off) {
             return Err(corrupt(format!("IFD chain loops back to byte {off}")));
         }
-        if pages.len() >= limits.max_pages {
+        if out.len() >= limits.max_pages {
             return Err(ImageError::Limit(format!(
                 "more than {} pages",
                 limits.max_pages
             )));
         }
         let (tags, next) = read_ifd(&f, off)?;
-        let n = pages.len() + 1;
-        pages.push(read_page(&f, &Ifd(tags), limits).map_err(|e| match e {
+        out.push(Ifd(tags));
+        off = u64::from(next);
+    }
+    if out.is_empty() {
+        return Err(corrupt("TIFF without any image directory"));
+    }
+    Ok(out)
+}
+
+/// Every page of a TIFF file with its damage report; see [`super::read_pages_report`].
+pub(crate) fn read_tiff(
+    b: &[u8],
+    limits: &Limits,
+    bilevel: Bilevel,
+) -> Result<Vec<DecodedPage>, ImageError> {
+    let f = File {
+        b,
+        le: b[0] == b'I',
+    };
+    let mut pages = Vec::new();
+    for (i, ifd) in ifds(b, limits)?.iter().enumerate() {
+        let n = i + 1;
+        pages.push(read_page(&f, ifd, limits, bilevel).map_err(|e| match e {
             ImageError::Corrupt(m) => ImageError::Corrupt(format!("page {n}: {m}")),
             ImageError::Unsupported(m) => ImageError::Unsupported(format!("page {n}: {m}")),
             ImageError::Limit(m) => ImageError::Limit(format!("page {n}: {m}")),
         })?);
-        off = u64::from(next);
-    }
-    if pages.is_empty() {
-        return Err(corrupt("TIFF without any image directory"));
     }
     Ok(pages)
 }
 
-fn resolution(ifd: &Ifd) -> (u32, u32) {
+/// (x, y) resolution in dpi; ResolutionUnit 3 (centimetre) is converted, unit 1 or absent values
+/// give 204×196.
+pub(crate) fn resolution(ifd: &Ifd) -> (u32, u32) {
     let unit = ifd.int(296).unwrap_or(2);
     let conv = |v: Option<f64>, default: u32| -> u32 {
         let Some(v) = v.filter(|v| v.is_finite() && *v > 0.0) else {
             return default;
         };
-        let dpi = if unit == 3 { v * 2.54 } else { v };
+        let dpi = match unit {
+            3 => v * 2.54,
+            2 => v,
+            _ => return default,
+        };
         if (1.0..=100_000.0).contains(&dpi) {
             dpi.round() as u32
         } else {
@@ -197,7 +224,29 @@ struct Geometry {
     stride: usize,
 }
 
-fn read_page(f: &File, ifd: &Ifd, limits: &Limits) -> Result<Bitmap, ImageError> {
+/// Sample layout of a page.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Samples {
+    Bilevel,
+    Gray8,
+    Rgb8,
+}
+
+/// How a strip is compressed.
+#[derive(Clone, Copy)]
+enum Codec {
+    Raw,
+    Lzw,
+    PackBits,
+    Ccitt(DecodeSettings),
+}
+
+fn read_page(
+    f: &File,
+    ifd: &Ifd,
+    limits: &Limits,
+    bilevel: Bilevel,
+) -> Result<DecodedPage, ImageError> {
     let width = ifd.int(256).ok_or_else(|| corrupt("no ImageWidth"))?;
     let height = ifd.int(257).ok_or_else(|| corrupt("no ImageLength"))?;
     if width == 0 || height == 0 {
@@ -216,24 +265,44 @@ fn read_page(f: &File, ifd: &Ifd, limits: &Limits) -> Result<Bitmap, ImageError>
     };
     let bps = ifd.int(258).unwrap_or(1);
     let spp = ifd.int(277).unwrap_or(1);
-    if bps != 1 || spp != 1 {
-        return Err(ImageError::Unsupported(format!(
-            "{spp} samples of {bps} bits per pixel, not bilevel"
-        )));
-    }
+    let photometric = ifd.int(262).unwrap_or(0);
+    let samples = match (bps, spp, photometric) {
+        (1, 1, 0 | 1) => Samples::Bilevel,
+        (8, 1, 0 | 1) => Samples::Gray8,
+        (8, 3, 2) => Samples::Rgb8,
+        _ => {
+            return Err(ImageError::Unsupported(format!(
+                "{spp} samples of {bps} bits per pixel with Photometric {photometric} \
+                 (we read bilevel, 8-bit gray and 8-bit RGB)"
+            )))
+        }
+    };
     if ifd.0.contains_key(&322) || ifd.0.contains_key(&324) {
         return Err(ImageError::Unsupported("tiled TIFF".into()));
     }
-    let photometric = ifd.int(262).unwrap_or(0);
-    if photometric > 1 {
+    if spp > 1 && ifd.int(284).unwrap_or(1) != 1 {
+        return Err(ImageError::Unsupported(
+            "PlanarConfiguration 2 (separate planes)".into(),
+        ));
+    }
+    let predictor = ifd.int(317).unwrap_or(1);
+    if predictor != 1 && !(predictor == 2 && samples != Samples::Bilevel) {
         return Err(ImageError::Unsupported(format!(
-            "Photometric {photometric} for a bilevel image"
+            "Predictor {predictor} with {bps} bits per sample"
         )));
     }
     let compression = ifd.int(259).unwrap_or(1);
-    let settings = match compression {
-        1 => None,
-        2 => Some(ccitt(EncodingMode::Group3_1D, false, true)),
+    let mut source = None;
+    let codec = match compression {
+        1 => Codec::Raw,
+        5 => Codec::Lzw,
+        32773 => Codec::PackBits,
+        2..=4 if samples != Samples::Bilevel => {
+            return Err(corrupt(format!(
+                "CCITT Compression {compression} with {bps} bits per sample"
+            )))
+        }
+        2 => Codec::Ccitt(ccitt(EncodingMode::Group3_1D, false, true)),
         3 => {
             let t4 = ifd.int(292).unwrap_or(0);
             if t4 & 2 != 0 {
@@ -242,11 +311,13 @@ fn read_page(f: &File, ifd: &Ifd, limits: &Limits) -> Result<Bitmap, ImageError>
                 ));
             }
             let mode = if t4 & 1 != 0 {
+                source = Some(Encoding::Mr);
                 EncodingMode::Group3_2D
             } else {
+                source = Some(Encoding::Mh);
                 EncodingMode::Group3_1D
             };
-            Some(ccitt(mode, true, false))
+            Codec::Ccitt(ccitt(mode, true, false))
         }
         4 => {
             if ifd.int(293).unwrap_or(0) & 2 != 0 {
@@ -254,15 +325,28 @@ fn read_page(f: &File, ifd: &Ifd, limits: &Limits) -> Result<Bitmap, ImageError>
                     "T.6 uncompressed mode (T6Options bit 1)".into(),
                 ));
             }
-            Some(ccitt(EncodingMode::Group4, false, false))
+            source = Some(Encoding::Mmr);
+            Codec::Ccitt(ccitt(EncodingMode::Group4, false, false))
         }
         c => return Err(ImageError::Unsupported(format!("TIFF Compression {c}"))),
     };
-    let stride = (width as usize).div_ceil(8);
-    let size = stride
+    let bytes_per_pixel = match samples {
+        Samples::Bilevel => 0,
+        Samples::Gray8 => 1,
+        Samples::Rgb8 => 3,
+    };
+    let row_bytes = if samples == Samples::Bilevel {
+        (width as usize).div_ceil(8)
+    } else {
+        width as usize * bytes_per_pixel
+    };
+    let size = row_bytes
         .checked_mul(height as usize)
         .ok_or_else(|| ImageError::Limit(format!("{width}x{height} pixels")))?;
-    let geo = Geometry { width, stride };
+    let geo = Geometry {
+        width,
+        stride: row_bytes,
+    };
     let offsets = ifd.ints(273).ok_or_else(|| corrupt("no StripOffsets"))?;
     let counts: Vec<u64> = match ifd.ints(279) {
         Some(c) if c.len() == offsets.len() => c.to_vec(),
@@ -279,6 +363,7 @@ fn read_page(f: &File, ifd: &Ifd, limits: &Limits) -> Result<Bitmap, ImageError>
     let mut data = vec![0u8; size];
     let mut decoded = 0u32;
     let mut first_error = None;
+    let mut strip = Vec::new();
     for (i, (&off, &cnt)) in offsets.iter().zip(&counts).enumerate() {
         let row0 = (i as u64) * u64::from(rps);
         if row0 >= u64::from(height) {
@@ -291,14 +376,18 @@ fn read_page(f: &File, ifd: &Ifd, limits: &Limits) -> Result<Bitmap, ImageError>
         let end = start
             .saturating_add(usize::try_from(cnt).unwrap_or(usize::MAX))
             .min(f.b.len());
-        let mut strip = f.b[start..end].to_vec();
+        let mut input = &f.b[start..end];
         if reverse {
-            strip.iter_mut().for_each(|b| *b = b.reverse_bits());
+            strip.clear();
+            strip.extend(input.iter().map(|b| b.reverse_bits()));
+            input = &strip;
         }
-        let out = &mut data[row0 as usize * stride..(row0 + rows) as usize * stride];
-        let (got, err) = match settings {
-            None => raw_strip(&strip, out, &geo),
-            Some(s) => ccitt_strip(&strip, out, &geo, rows, s),
+        let out = &mut data[row0 as usize * row_bytes..(row0 + rows) as usize * row_bytes];
+        let (got, err) = match codec {
+            Codec::Raw => raw_strip(input, out, &geo),
+            Codec::Lzw => lzw_strip(input, out, &geo),
+            Codec::PackBits => packbits_strip(input, out, &geo),
+            Codec::Ccitt(s) => ccitt_strip(input, out, &geo, rows, s),
         };
         decoded += got;
         if let (None, Some(e)) = (&first_error, err) {
@@ -310,31 +399,66 @@ fn read_page(f: &File, ifd: &Ifd, limits: &Limits) -> Result<Bitmap, ImageError>
             ));
         }
     }
-    if let Some(e) = first_error {
-        if u64::from(decoded) * 2 < u64::from(height) {
-            return Err(corrupt(format!(
-                "{e}; only {decoded} of {height} rows decoded"
-            )));
+    let decoded = decoded.min(height);
+    let damage = match first_error {
+        Some(e) => Some(e),
+        None if decoded < height => Some(format!("only {decoded} of {height} rows in the strips")),
+        None => None,
+    };
+    if predictor == 2 {
+        for row in data.chunks_mut(row_bytes) {
+            for x in bytes_per_pixel..row.len() {
+                row[x] = row[x].wrapping_add(row[x - bytes_per_pixel]);
+            }
         }
-        tracing::warn!("TIFF page partly decoded ({decoded} of {height} rows): {e}");
-    } else if u64::from(decoded) * 2 < u64::from(height) {
-        return Err(corrupt(format!("only {decoded} of {height} rows decoded")));
     }
-    if photometric == 1 {
-        data.iter_mut().for_each(|b| *b = !*b);
-    }
-    clear_padding(&mut data, width);
+    let data = match samples {
+        Samples::Bilevel => {
+            if photometric == 1 {
+                data.iter_mut().for_each(|b| *b = !*b);
+            }
+            clear_padding(&mut data, width);
+            data
+        }
+        Samples::Gray8 => {
+            // Photometric 0 (WhiteIsZero) stores 0 as white: turn it into luma.
+            if photometric == 0 {
+                data.iter_mut().for_each(|b| *b = !*b);
+            }
+            gray_to_bilevel(&data, width, height, bilevel)
+        }
+        Samples::Rgb8 => {
+            let luma: Vec<u8> = data
+                .chunks_exact(3)
+                .map(|p| {
+                    ((u32::from(p[0]) * 299 + u32::from(p[1]) * 587 + u32::from(p[2]) * 114 + 500)
+                        / 1000) as u8
+                })
+                .collect();
+            drop(data);
+            gray_to_bilevel(&luma, width, height, bilevel)
+        }
+    };
     let (x_dpi, y_dpi) = resolution(ifd);
-    Ok(Bitmap {
-        width,
-        height,
-        x_dpi,
-        y_dpi,
-        data,
+    Ok(DecodedPage {
+        bitmap: Bitmap {
+            width,
+            height,
+            x_dpi,
+            y_dpi,
+            data,
+        },
+        damaged_rows: height - decoded,
+        damage,
+        source_encoding: source,
     })
 }
 
-fn ccitt(encoding: EncodingMode, end_of_line: bool, rows_are_byte_aligned: bool) -> DecodeSettings {
+pub(crate) fn ccitt(
+    encoding: EncodingMode,
+    end_of_line: bool,
+    rows_are_byte_aligned: bool,
+) -> DecodeSettings {
     DecodeSettings {
         columns: 0,
         rows: 0,
@@ -351,10 +475,67 @@ fn raw_strip(strip: &[u8], out: &mut [u8], geo: &Geometry) -> (u32, Option<Strin
     let n = strip.len().min(out.len());
     out[..n].copy_from_slice(&strip[..n]);
     let rows = (n / geo.stride) as u32;
-    let want = out.len() / geo.stride;
-    let err = (n < out.len())
-        .then(|| format!("strip holds {} of {} bytes", strip.len(), want * geo.stride));
+    let err =
+        (n < out.len()).then(|| format!("strip holds {} of {} bytes", strip.len(), out.len()));
     (rows, err)
+}
+
+/// TIFF LZW (TIFF 6.0 §13: MSB-first codes, early code-width change), output bounded by the
+/// strip's size (a decompression bomb stops there).
+fn lzw_strip(strip: &[u8], out: &mut [u8], geo: &Geometry) -> (u32, Option<String>) {
+    if strip.len() >= 2 && strip[0] == 0 && strip[1] & 1 == 1 {
+        return (
+            0,
+            Some("old-style (pre-TIFF 6.0) LZW, bit-reversed codes, is not read".into()),
+        );
+    }
+    let mut dec = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8);
+    let (mut inp, mut done) = (0usize, 0usize);
+    let mut err = None;
+    while done < out.len() {
+        let r = dec.decode_bytes(&strip[inp..], &mut out[done..]);
+        inp += r.consumed_in;
+        done += r.consumed_out;
+        match r.status {
+            Ok(weezl::LzwStatus::Ok) if r.consumed_in + r.consumed_out > 0 => continue,
+            Ok(weezl::LzwStatus::Done) | Ok(_) => {
+                if done < out.len() {
+                    err = Some(format!("LZW data ends after {done} of {} bytes", out.len()));
+                }
+                break;
+            }
+            Err(e) => {
+                err = Some(format!("LZW: {e}"));
+                break;
+            }
+        }
+    }
+    ((done / geo.stride) as u32, err)
+}
+
+/// PackBits (TIFF 6.0 §9), output bounded by the strip's size.
+fn packbits_strip(strip: &[u8], out: &mut [u8], geo: &Geometry) -> (u32, Option<String>) {
+    let (mut i, mut o) = (0usize, 0usize);
+    while o < out.len() && i < strip.len() {
+        let n = strip[i] as i8;
+        i += 1;
+        if n >= 0 {
+            let len = (n as usize + 1).min(strip.len() - i).min(out.len() - o);
+            out[o..o + len].copy_from_slice(&strip[i..i + len]);
+            i += n as usize + 1;
+            o += len;
+        } else if n != -128 {
+            let Some(&v) = strip.get(i) else { break };
+            i += 1;
+            let len = (1 - isize::from(n)) as usize;
+            let len = len.min(out.len() - o);
+            out[o..o + len].fill(v);
+            o += len;
+        }
+    }
+    let err =
+        (o < out.len()).then(|| format!("PackBits data ends after {o} of {} bytes", out.len()));
+    ((o / geo.stride) as u32, err)
 }
 
 struct Sink<'a> {
@@ -365,6 +546,7 @@ struct Sink<'a> {
 }
 
 impl hayro_ccitt::Decoder for Sink<'_> {
+    #[inline]
     fn push_row(&mut self, changes: &[u32]) {
         let Some(row) = self
             .out
@@ -438,4 +620,212 @@ fn hayro_strip(
         Ok(_) if got < rows => (got, Some("data ends early".into())),
         Ok(_) => (got, None),
     }
+}
+
+/// A raw T.4 stream (no TIFF around it), e.g. an mgetty `.g3` page; see [`super::read_raw_g3`].
+pub(crate) fn read_raw_g3(
+    bytes: &[u8],
+    width: u32,
+    y_dpi: u32,
+    limits: &Limits,
+) -> Result<Bitmap, ImageError> {
+    if width == 0 || y_dpi == 0 {
+        return Err(corrupt(format!("raw G3 with width {width} at {y_dpi} lpi")));
+    }
+    // mgetty/Digifax files may start with a 64-byte "PC Research, Inc" header.
+    let body = if bytes.len() >= 64 && bytes.get(1..17) == Some(b"PC Research, Inc") {
+        &bytes[64..]
+    } else {
+        bytes
+    };
+    let max_rows = (limits.max_pixels_per_page / u64::from(width)).min(u64::from(u32::MAX)) as u32;
+    if max_rows == 0 {
+        return Err(ImageError::Limit(format!(
+            "width {width} over {} pixels per page",
+            limits.max_pixels_per_page
+        )));
+    }
+    let stride = (width as usize).div_ceil(8);
+    let reversed: Vec<u8> = body.iter().map(|b| b.reverse_bits()).collect();
+    let mut best: Option<(usize, bool, Vec<u8>, Option<String>)> = None;
+    for (input, lsb_first) in [(body, false), (reversed.as_slice(), true)] {
+        for mode in [EncodingMode::Group3_1D, EncodingMode::Group3_2D] {
+            let mut settings = ccitt(mode, true, false);
+            settings.columns = width;
+            settings.rows = max_rows;
+            let mut rows = RowCollector {
+                data: Vec::new(),
+                stride,
+                width,
+                max_rows: max_rows as usize,
+            };
+            let res = hayro_ccitt::decode(input, &mut rows, &mut DecoderContext::new(settings));
+            let mut err = res.err().map(|e| e.to_string());
+            if mode == EncodingMode::Group3_1D {
+                // Resynchronise on EOLs past damaged lines, as fax receivers do; taken when the
+                // plain decode failed, or stopped more than one line short of it (a lone
+                // trailing segment after the last line is no row).
+                let (data, bad) = mh_lines_resync(input, width, max_rows as usize);
+                if (err.is_some() && data.len() >= rows.data.len())
+                    || data.len() > rows.data.len() + stride
+                {
+                    rows.data = data;
+                    err = (bad > 0).then(|| format!("{bad} damaged lines left white"));
+                }
+            }
+            let n = rows.data.len() / stride;
+            tracing::debug!("raw G3 candidate lsb={lsb_first} {mode:?}: {n} rows, {err:?}");
+            // More rows wins, 2-D readings needing 10 % more (1-D data read as 2-D can run on
+            // as garbage); on a tie, a clean decode; then MSB-first and 1-D first.
+            let score = if mode == EncodingMode::Group3_1D {
+                n * 11
+            } else {
+                n * 10
+            };
+            let better = match &best {
+                None => true,
+                Some((bs, _, _, berr)) => {
+                    score > *bs || (score == *bs && berr.is_some() && err.is_none())
+                }
+            };
+            if better {
+                best = Some((score, lsb_first, rows.data, err));
+            }
+        }
+    }
+    let Some((_, lsb_first, data, err)) = best else {
+        return Err(corrupt("raw G3: nothing decoded"));
+    };
+    let n = data.len() / stride;
+    if n == 0 {
+        return Err(corrupt(format!(
+            "raw G3: no row decodes in either bit order ({})",
+            err.unwrap_or_default()
+        )));
+    }
+    if let Some(e) = err {
+        tracing::warn!(
+            "raw G3 ({} first): {e} after {n} rows",
+            if lsb_first { "LSB" } else { "MSB" }
+        );
+    }
+    Ok(Bitmap {
+        width,
+        height: n as u32,
+        x_dpi: super::FAX_X_DPI,
+        y_dpi,
+        data,
+    })
+}
+
+/// Decoded rows of unknown count, bounded by `max_rows`.
+struct RowCollector {
+    data: Vec<u8>,
+    stride: usize,
+    width: u32,
+    max_rows: usize,
+}
+
+impl hayro_ccitt::Decoder for RowCollector {
+    fn push_row(&mut self, changes: &[u32]) {
+        if self.data.len() / self.stride >= self.max_rows {
+            return;
+        }
+        let at = self.data.len();
+        self.data.resize(at + self.stride, 0);
+        let row = &mut self.data[at..];
+        for pair in changes.chunks(2) {
+            let end = pair.get(1).copied().unwrap_or(self.width);
+            set_run(row, pair[0], end.min(self.width));
+        }
+    }
+}
+
+/// Bit positions just past each EOL (eleven or more 0 bits then a 1, T.4 §4.1.2) in an
+/// MSB-first stream; stops after RTC (six EOLs in a row, T.4 §4.1.4).
+fn eol_ends(data: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut zeros = 0usize;
+    let mut empty_run = 0;
+    let mut last_end = usize::MAX;
+    for (i, &b) in data.iter().enumerate() {
+        if b == 0 {
+            zeros += 8;
+            continue;
+        }
+        for k in 0..8 {
+            let bit = b & (0x80 >> k) != 0;
+            if !bit {
+                zeros += 1;
+                continue;
+            }
+            let pos = i * 8 + k + 1;
+            if zeros >= 11 {
+                // Consecutive EOLs (nothing but the EOL between) count towards RTC.
+                if last_end != usize::MAX && pos - last_end == 12 {
+                    empty_run += 1;
+                    if empty_run >= 5 {
+                        out.pop();
+                        return out;
+                    }
+                } else {
+                    empty_run = 0;
+                }
+                out.push(pos);
+                last_end = pos;
+            }
+            zeros = 0;
+        }
+    }
+    out
+}
+
+/// Bits `start..end` of an MSB-first stream, repacked from bit 0.
+fn bit_slice(data: &[u8], start: usize, end: usize) -> Vec<u8> {
+    let mut out = vec![0u8; (end - start).div_ceil(8)];
+    for (j, pos) in (start..end).enumerate() {
+        if data[pos / 8] & (0x80 >> (pos % 8)) != 0 {
+            out[j / 8] |= 0x80 >> (j % 8);
+        }
+    }
+    out
+}
+
+/// T.4 1-D (MH) with EOLs decoded line by line between EOLs, so that a damaged line costs only
+/// itself (left white): returns (packed rows, damaged lines).
+pub(crate) fn mh_lines_resync(data: &[u8], width: u32, max_rows: usize) -> (Vec<u8>, usize) {
+    let stride = (width as usize).div_ceil(8);
+    let ends = eol_ends(data);
+    let mut rows = Vec::new();
+    let mut bad = 0;
+    for (i, &start) in ends.iter().enumerate() {
+        if rows.len() / stride >= max_rows {
+            break;
+        }
+        let end = ends.get(i + 1).map_or(data.len() * 8, |&e| e - 12);
+        if end <= start {
+            continue; // EOLs back to back, or fill only
+        }
+        let line = bit_slice(data, start, end);
+        if line.iter().all(|&b| b == 0) {
+            continue; // fill bits only
+        }
+        let mut settings = ccitt(EncodingMode::Group3_1D, false, false);
+        settings.columns = width;
+        settings.rows = 1;
+        settings.end_of_block = false;
+        let mut one = RowCollector {
+            data: Vec::new(),
+            stride,
+            width,
+            max_rows: 1,
+        };
+        let ok = hayro_ccitt::decode(&line, &mut one, &mut DecoderContext::new(settings)).is_ok();
+        if !ok || one.data.len() != stride {
+            bad += 1;
+            one.data = vec![0; stride];
+        }
+        rows.extend_from_slice(&one.data);
+    }
+    (rows, bad)
 }

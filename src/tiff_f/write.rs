@@ -15,23 +15,50 @@ fn tiff_err(e: tiff::TiffError) -> ImageError {
 }
 
 /// A compressed strip, its Compression value, and its options tag (T4Options/T6Options) and value.
-type Strip = (Vec<u8>, u16, (u16, u32));
+pub(crate) type Strip = (Vec<u8>, u16, (u16, u32));
 
-fn compress(page: &Bitmap, enc: Encoding) -> Result<Strip, ImageError> {
+/// MR's K parameter for a vertical resolution (T.4 §4.2.1): 2 at standard (3.85 lines/mm),
+/// 4 at fine (7.7 lines/mm, 200 lpi), 8 at superfine (15.4 lines/mm) and 400 lpi, 6 at 300 lpi.
+pub(crate) fn mr_k(y_dpi: u32) -> u32 {
+    match y_dpi {
+        0..=149 => 2,
+        150..=249 => 4,
+        250..=349 => 6,
+        _ => 8,
+    }
+}
+
+/// Compress one page (T4Options bit 2: EOLs byte-aligned). [`Encoding::Passthrough`] is MH here.
+pub(crate) fn compress(page: &Bitmap, enc: Encoding) -> Result<Strip, ImageError> {
     let (w, h, d) = (page.width, page.height, page.data.as_slice());
+    if w == 0 || h == 0 {
+        return Err(ImageError::Corrupt(format!("empty page ({w}x{h})")));
+    }
     Ok(match enc {
-        Encoding::Mh => (encode_mh(d, w, h)?, 3, (T4_OPTIONS, 4)),
-        Encoding::Mr => {
-            // T.4 §4.2.1: K = 2 at standard, 4 at higher vertical resolutions.
-            let k = if page.y_dpi < 150 { 2 } else { 4 };
-            (encode_mr(d, w, h, k)?, 3, (T4_OPTIONS, 5))
-        }
+        Encoding::Mh | Encoding::Passthrough => (encode_mh(d, w, h)?, 3, (T4_OPTIONS, 4)),
+        Encoding::Mr => (encode_mr(d, w, h, mr_k(page.y_dpi))?, 3, (T4_OPTIONS, 5)),
         Encoding::Mmr => (encode_mmr(d, w, h)?, 4, (T6_OPTIONS, 0)),
     })
 }
 
 pub(crate) fn write_tiff_f(pages: &[Bitmap], opts: &WriteOptions) -> Result<TiffF, ImageError> {
-    if pages.is_empty() {
+    let mut strips = Vec::with_capacity(pages.len());
+    for (n, page) in pages.iter().enumerate() {
+        strips.push(
+            compress(page, opts.encoding)
+                .map_err(|e| ImageError::Corrupt(format!("page {}: {e}", n + 1)))?,
+        );
+    }
+    assemble(pages, strips, opts)
+}
+
+/// One TIFF-F file from pages and their compressed strips (same order and length).
+pub(crate) fn assemble(
+    pages: &[Bitmap],
+    strips: Vec<Strip>,
+    opts: &WriteOptions,
+) -> Result<TiffF, ImageError> {
+    if pages.is_empty() || pages.len() != strips.len() {
         return Err(ImageError::Corrupt("no pages to write".into()));
     }
     let total = u16::try_from(pages.len())
@@ -40,16 +67,9 @@ pub(crate) fn write_tiff_f(pages: &[Bitmap], opts: &WriteOptions) -> Result<Tiff
     let mut file = Cursor::new(Vec::new());
     {
         let mut enc = TiffEncoder::new(&mut file).map_err(tiff_err)?;
-        for (n, page) in pages.iter().enumerate() {
-            if page.width == 0 || page.height == 0 {
-                return Err(ImageError::Corrupt(format!(
-                    "page {}: empty ({}x{})",
-                    n + 1,
-                    page.width,
-                    page.height
-                )));
-            }
-            let (strip, compression, (opt_tag, opt_val)) = compress(page, opts.encoding)?;
+        for (n, (page, (strip, compression, (opt_tag, opt_val)))) in
+            pages.iter().zip(strips).enumerate()
+        {
             let len = u32::try_from(strip.len())
                 .map_err(|_| ImageError::Corrupt(format!("page {}: strip over 4 GiB", n + 1)))?;
             let mut dir = enc.image_directory().map_err(tiff_err)?;

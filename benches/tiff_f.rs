@@ -1,0 +1,269 @@
+//! Side-by-side page benchmark: our TIFF-F codec against libtiff's `tiffcp` and ImageMagick on
+//! the 100-page set of `../shared/bench/gen_pages.py` (issue 3, "Performance").
+//!
+//! Run (release build; the bench folder is read-only, so copy it first):
+//!
+//! ```text
+//! d=$(mktemp -d); cp -r ../shared/bench "$d"; (cd "$d/bench" && ./gen_pages.py)
+//! cargo bench --bench tiff_f -- "$d/bench/data/pages"
+//! ```
+//!
+//! Env: `RUNS` (default 5; medians are reported), `IM_PAGES` (pages given to ImageMagick,
+//! default 20: it runs at about one page per second), `PIN=0` to not pin to one core.
+//! Every reference tool runs pinned to CPU 0 with `taskset` (when present) and
+//! `MAGICK_THREAD_LIMIT=1`; ours runs on one thread except the "2 cores" line.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+use t37gw::tiff_f::{self, Bilevel, Encoding, Limits, Resolution, WriteOptions};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Seconds per run (median of `runs`) of `f`, after one warm-up.
+fn time(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn pinned() -> bool {
+    std::env::var("PIN").map_or(true, |v| v != "0")
+        && Command::new("taskset").arg("-V").output().is_ok()
+}
+
+/// Run a shell command (pinned to CPU 0 when possible); panic on failure.
+fn sh(cmd: &str) {
+    let full = if pinned() {
+        format!("taskset -c 0 sh -c '{}'", cmd.replace('\'', "'\\''"))
+    } else {
+        cmd.to_string()
+    };
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&full)
+        .env("MAGICK_THREAD_LIMIT", "1")
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Pin this process to CPU 0 (the single-core figures), when `taskset` is there.
+fn pin_self() {
+    if pinned() {
+        let _ = Command::new("taskset")
+            .args(["-p", "-c", "0", &std::process::id().to_string()])
+            .output();
+    }
+}
+
+fn unpin_self() {
+    if pinned() {
+        let _ = Command::new("taskset")
+            .args(["-p", "-c", "0-1023", &std::process::id().to_string()])
+            .output();
+    }
+}
+
+fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("pages dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+fn im_mogrify() -> Option<String> {
+    for c in ["magick mogrify", "mogrify-im6.q16", "mogrify"] {
+        let bin = c.split(' ').next().unwrap_or(c);
+        if Command::new(bin).arg("-version").output().is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ImageMagick")
+        }) {
+            return Some(c.to_string());
+        }
+    }
+    None
+}
+
+fn main() {
+    let dir = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared/bench/data/pages"));
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let im_pages: usize = std::env::var("IM_PAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let tifs = files(&dir, "tif");
+    let pngs = files(&dir, "png");
+    if tifs.is_empty() || pngs.is_empty() {
+        eprintln!(
+            "no p*.tif / p*.png in {}: run gen_pages.py in a copy of ../shared/bench first",
+            dir.display()
+        );
+        std::process::exit(1);
+    }
+    let n = tifs.len() as f64;
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = out.path();
+    let list = |v: &[PathBuf]| {
+        v.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let tif_list = list(&tifs);
+    let limits = Limits::default();
+    let tif_bytes: Vec<Vec<u8>> = tifs.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let png_bytes: Vec<Vec<u8>> = pngs.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    println!(
+        "{} pages from {}; {runs} runs, medians; single core = pinned to CPU 0{}",
+        tifs.len(),
+        dir.display(),
+        if pinned() {
+            ""
+        } else {
+            " (taskset missing: NOT pinned)"
+        }
+    );
+    println!(
+        "{:<34} {:>10} {:>10} {:>8}",
+        "what", "ours p/s", "ref p/s", "ratio"
+    );
+    let row = |what: &str, ours: f64, theirs: f64| {
+        println!(
+            "{:<34} {:>10.1} {:>10.1} {:>7.2}x",
+            what,
+            ours,
+            theirs,
+            ours / theirs
+        );
+    };
+
+    pin_self();
+    // Encode: uncompressed 1-bit TIFF pages -> one multi-page coded TIFF file, like `tiffcp -c`.
+    for (enc, c) in [
+        (Encoding::Mh, "g3:1d"),
+        (Encoding::Mr, "g3:2d"),
+        (Encoding::Mmr, "g4"),
+    ] {
+        let opts = WriteOptions {
+            encoding: enc,
+            ..WriteOptions::default()
+        };
+        let dst = o.join("ours.tif");
+        let ours = time(runs, || {
+            let mut pages = Vec::new();
+            for b in &tif_bytes {
+                pages.extend(tiff_f::read_pages(b, &limits, Bilevel::default()).unwrap());
+            }
+            let f = tiff_f::write_tiff_f(&pages, &opts).unwrap();
+            std::fs::write(&dst, f.bytes).unwrap();
+        });
+        let theirs = time(runs, || {
+            sh(&format!(
+                "tiffcp -c {c} {tif_list} {}/ref_{c}.tif",
+                o.display()
+            ))
+        });
+        row(
+            &format!("encode {enc:?} (tiffcp -c {c})"),
+            n / ours,
+            n / theirs,
+        );
+    }
+    // Decode: tiffcp's G3/G4 file -> uncompressed pages.
+    for c in ["g3:1d", "g3:2d", "g4"] {
+        let src = o.join(format!("ref_{c}.tif"));
+        let coded = std::fs::read(&src).unwrap();
+        let dst = o.join("ours_none.raw");
+        let ours = time(runs, || {
+            let pages = tiff_f::read_pages(&coded, &limits, Bilevel::default()).unwrap();
+            assert_eq!(pages.len(), tifs.len());
+            let mut raw = Vec::new();
+            for p in &pages {
+                raw.extend_from_slice(&p.data);
+            }
+            std::fs::write(&dst, raw).unwrap();
+        });
+        let theirs = time(runs, || {
+            sh(&format!(
+                "tiffcp -c none {} {}/ref_none.tif",
+                src.display(),
+                o.display()
+            ))
+        });
+        row(
+            &format!("decode {c} (tiffcp -c none)"),
+            n / ours,
+            n / theirs,
+        );
+    }
+    // Gray PNG -> dithered MH TIFF-F, one output file per page like mogrify.
+    let opts = WriteOptions {
+        encoding: Encoding::Mh,
+        resolution: Resolution::Fine,
+        bilevel: Bilevel::FloydSteinberg,
+        ..WriteOptions::default()
+    };
+    let ours = time(runs, || {
+        for (i, b) in png_bytes.iter().enumerate() {
+            let f = tiff_f::convert(&[b.as_slice()], &opts, &limits).unwrap();
+            std::fs::write(o.join(format!("ours_png_{i}.tif")), f.bytes).unwrap();
+        }
+    });
+    let theirs = match im_mogrify() {
+        Some(m) => {
+            let some = list(&pngs[..im_pages.min(pngs.len())]);
+            let imdir = o.join("im");
+            std::fs::create_dir_all(&imdir).unwrap();
+            let t = time(1, || {
+                sh(&format!(
+                    "{m} -path {} -format tif -resize 1728x -monochrome -compress Fax \
+                     -density 204x196 -units PixelsPerInch {some}",
+                    imdir.display()
+                ))
+            });
+            Some(im_pages.min(pngs.len()) as f64 / t)
+        }
+        None => {
+            println!("ImageMagick not installed (apt-get install imagemagick): no reference");
+            None
+        }
+    };
+    if let Some(t) = theirs {
+        row("PNG -> dithered MH (ImageMagick)", n / ours, t);
+    }
+    // Both cores: one multi-page job (convert parallelises decode and encode).
+    unpin_self();
+    let inputs: Vec<&[u8]> = png_bytes.iter().map(|b| b.as_slice()).collect();
+    let ours2 = time(runs, || {
+        let f = tiff_f::convert(&inputs, &opts, &limits).unwrap();
+        std::fs::write(o.join("ours_png_all.tif"), f.bytes).unwrap();
+    });
+    if let Some(t) = theirs {
+        row("PNG -> dithered MH, all cores", n / ours2, t);
+    }
+}
