@@ -70,10 +70,38 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Fax image files (TIFF-F, RFC 3949).
+    Tiff {
+        #[command(subcommand)]
+        command: TiffCommand,
+    },
     /// DSN and MDN reports.
     Receipts {
         #[command(subcommand)]
         command: ReceiptsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TiffCommand {
+    /// Which RFC 3949 profile each file meets, or which tag or strip breaks it and why.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Several inputs (TIFF, PNG, JPEG, PBM/PGM) make one multi-page TIFF-F.
+    Convert {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output file.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// mh (profile S), mr or mmr (profile F), passthrough (keep each page's coding).
+        #[arg(long, default_value = "mh")]
+        encoding: String,
+        /// standard (204×98), fine (204×196), superfine (204×391), passthrough.
+        #[arg(long, default_value = "fine")]
+        resolution: String,
     },
 }
 
@@ -290,6 +318,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Receipts {
             command: ReceiptsCommand::Parse { json, files },
         } => parse_reports(&files, json),
+        Command::Tiff {
+            command: TiffCommand::Check { files },
+        } => tiff_check(&files),
+        Command::Tiff {
+            command:
+                TiffCommand::Convert {
+                    inputs,
+                    output,
+                    encoding,
+                    resolution,
+                },
+        } => tiff_convert(&inputs, &output, &encoding, &resolution),
         Command::Receipts {
             command: ReceiptsCommand::Ingest { config, paths },
         } => ingest_reports(load_config(&config)?, &paths),
@@ -326,6 +366,98 @@ fn read_journal(cfg: &Config) -> anyhow::Result<Vec<Event>> {
         );
     }
     Ok(events)
+}
+
+/// `tiff check`: exit 1 unless every file meets profile S or F.
+fn tiff_check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut ok = true;
+    for f in files {
+        let result = std::fs::read(f)
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|b| {
+                crate::tiff_f::check(&b, &crate::tiff_f::Limits::default())
+                    .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(c) => {
+                ok &= c.profile().is_some();
+                out!("{}:", f.display());
+                for line in c.to_string().lines() {
+                    out!("  {line}");
+                }
+            }
+            Err(e) => {
+                ok = false;
+                out!("{}: {e}", f.display());
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `tiff convert`, with a page counter on a terminal.
+fn tiff_convert(
+    inputs: &[PathBuf],
+    output: &Path,
+    encoding: &str,
+    resolution: &str,
+) -> anyhow::Result<ExitCode> {
+    use crate::tiff_f::{Encoding, Resolution};
+    use std::io::IsTerminal;
+    let encoding = match encoding {
+        "mh" => Encoding::Mh,
+        "mr" => Encoding::Mr,
+        "mmr" => Encoding::Mmr,
+        "passthrough" => Encoding::Passthrough,
+        other => anyhow::bail!("--encoding {other:?}: expected mh, mr, mmr or passthrough"),
+    };
+    let resolution = match resolution {
+        "standard" => Resolution::Standard,
+        "fine" => Resolution::Fine,
+        "superfine" => Resolution::Superfine,
+        "passthrough" => Resolution::Passthrough,
+        other => anyhow::bail!(
+            "--resolution {other:?}: expected standard, fine, superfine or passthrough"
+        ),
+    };
+    let mut bytes = Vec::new();
+    for p in inputs {
+        bytes.push(std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?);
+    }
+    let opts = crate::tiff_f::WriteOptions {
+        encoding,
+        resolution,
+        ..Default::default()
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_message("pages converted");
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let slices: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+    let tiff = crate::tiff_f::convert_with_progress(
+        &slices,
+        &opts,
+        &crate::tiff_f::Limits::default(),
+        &|n| bar.set_position(n as u64),
+    );
+    bar.finish_and_clear();
+    let tiff = tiff.map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::write(output, &tiff.bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+    out!(
+        "{}: {} pages, {} bytes",
+        output.display(),
+        tiff.pages,
+        tiff.bytes.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `receipts ingest`: every message of every path through the receipt tracker, with a

@@ -754,11 +754,12 @@ impl Validator<'_> {
             "mh" => Encoding::Mh,
             "mr" => Encoding::Mr,
             "mmr" => Encoding::Mmr,
+            "passthrough" => Encoding::Passthrough,
             other => {
                 self.err(
                     &raw.referenced,
                     "image-encoding",
-                    format!("`{other}`: expected mh, mr or mmr"),
+                    format!("`{other}`: expected mh, mr, mmr or passthrough"),
                 );
                 Encoding::Mh
             }

@@ -222,7 +222,7 @@ pub async fn process(shared: &Shared, id: &str) {
     }
     let mut outcomes: Vec<(Recipient, String, FaxOutcome)> = Vec::new();
     if !faxes.is_empty() {
-        let image = extract_fax(shared, &message);
+        let image = extract_fax(&message);
         let first_try = shared.retry_started(id);
         for (i, (rcpt, number)) in faxes.iter().enumerate() {
             let fax_id = if faxes.len() == 1 {
@@ -283,13 +283,13 @@ pub const FAX_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(24 *
 
 /// The fax image of a message: every `image/tiff` part (or part whose bytes are a TIFF),
 /// normalised into one TIFF-F. Errors carry the RFC 3463 status for the DSN.
-type FaxImage = Result<(Vec<u8>, usize), (String, String)>;
+type FaxImage = Result<Vec<Vec<u8>>, (String, String)>;
 
-fn extract_fax(shared: &Shared, message: &[u8]) -> FaxImage {
+fn extract_fax(message: &[u8]) -> FaxImage {
     let parsed = MessageParser::new()
         .parse(message)
         .ok_or(("5.6.0".to_string(), "message is not MIME".to_string()))?;
-    let mut tiffs: Vec<&[u8]> = Vec::new();
+    let mut tiffs: Vec<Vec<u8>> = Vec::new();
     for part in parsed.parts.iter() {
         let body = part.contents();
         let is_tiff_type = part.content_type().is_some_and(|ct| {
@@ -298,7 +298,7 @@ fn extract_fax(shared: &Shared, message: &[u8]) -> FaxImage {
         });
         let magic = body.starts_with(b"II*\0") || body.starts_with(b"MM\0*");
         if (is_tiff_type || magic) && !body.is_empty() {
-            tiffs.push(body);
+            tiffs.push(body.to_vec());
         }
     }
     if tiffs.is_empty() {
@@ -307,9 +307,22 @@ fn extract_fax(shared: &Shared, message: &[u8]) -> FaxImage {
             "no image/tiff part: this gateway faxes TIFF-F attachments".into(),
         ));
     }
-    let _ = shared;
-    let opts = WriteOptions::default();
-    match tiff_f::convert(&tiffs, &opts, &Limits::default()) {
+    Ok(tiffs)
+}
+
+/// The attachments normalised to the offramp peer's TIFF-F profile (`image-encoding`,
+/// `image-resolution`), or the RFC 3463 status and reason for the DSN.
+fn fax_image(
+    tiffs: &[Vec<u8>],
+    peer: &crate::config::OfframpPeer,
+) -> Result<(Vec<u8>, usize), (String, String)> {
+    let opts = WriteOptions {
+        encoding: peer.encoding,
+        resolution: peer.resolution,
+        ..WriteOptions::default()
+    };
+    let inputs: Vec<&[u8]> = tiffs.iter().map(Vec::as_slice).collect();
+    match tiff_f::convert(&inputs, &opts, &Limits::default()) {
         Ok(t) => Ok((t.bytes, t.pages)),
         Err(e) => Err((
             e.enhanced_status().to_string(),
@@ -387,8 +400,12 @@ async fn fax_one(
         record("fax_failed", &o, "-", 0);
         return o;
     };
-    let (tiff, pages) = match image {
-        Ok(x) => x,
+    let (tiff, pages) = match image
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|t| fax_image(t, peer))
+    {
+        Ok((t, p)) => (t, p),
         Err((status, reason)) => {
             let o = FaxOutcome::Failed {
                 status: status.clone(),
@@ -408,26 +425,26 @@ async fn fax_one(
     };
     let Some(backend) = cfg.backend(bname) else {
         let o = FaxOutcome::Retry(format!("backend {bname} not configured"));
-        record("fax_deferred", &o, &peer.name, *pages);
+        record("fax_deferred", &o, &peer.name, pages);
         return o;
     };
     let job = FaxJob {
         job: fax_id.to_string(),
         offramp_job: id.to_string(),
         number: number.to_string(),
-        pages: *pages,
+        pages,
         sender: env.mail_from.clone(),
         message_id: message_id.map(str::to_string),
         peer: peer.name.clone(),
     };
-    let outcome = fax::send(backend, &job, tiff).await;
+    let outcome = fax::send(backend, &job, &tiff).await;
     let name = match &outcome {
         FaxOutcome::Delivered(_) => "fax_delivered",
         FaxOutcome::Relayed(_) => "fax_relayed",
         FaxOutcome::Failed { .. } => "fax_failed",
         FaxOutcome::Retry(_) => "fax_deferred",
     };
-    record(name, &outcome, &peer.name, *pages);
+    record(name, &outcome, &peer.name, pages);
     outcome
 }
 

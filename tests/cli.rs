@@ -160,3 +160,104 @@ fn demo_completes_and_leaves_its_workdir() {
         assert!(out.contains("CCITT Group 3"));
     }
 }
+
+#[test]
+fn tiff_convert_and_check_agree_with_libtiff() {
+    if !have_tool("tiffinfo") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let out = dir.path().join("out.tif");
+    let o = t37gw(
+        dir.path(),
+        &[
+            "tiff",
+            "convert",
+            fx.join("fax-3page-g3.tif").to_str().unwrap(),
+            fx.join("scan-page.png").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let (ok, info, err) = run("tiffinfo", &[out.to_str().unwrap()]);
+    assert!(ok && err.trim().is_empty(), "{err}");
+    assert_eq!(
+        info.matches("TIFF Directory").count(),
+        4,
+        "three pages plus one"
+    );
+    assert_eq!(info.matches("Image Width: 1728").count(), 4);
+    // Ours is profile S; the libtiff-written fixture (no NewSubfileType, many strips) is not.
+    let o = t37gw(dir.path(), &["tiff", "check", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("profile S"));
+    let o = t37gw(
+        dir.path(),
+        &[
+            "tiff",
+            "check",
+            fx.join("fax-3page-g3.tif").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stdout).contains("NewSubfileType"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = t37gw(
+        dir.path(),
+        &[
+            "tiff",
+            "convert",
+            "nope.png",
+            "-o",
+            "x.tif",
+            "--encoding",
+            "jbig",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn receipts_parse_and_ingest_on_the_postfix_corpus() {
+    let Some(shared) = shared_dir() else { return };
+    let dsn = shared.join("corpus/postfix-dsn/success-envid-xtext-plus-equals.eml");
+    let o = t37gw(
+        Path::new("."),
+        &["receipts", "parse", "--json", dsn.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
+    // As Postfix wrote them (corpus/postfix-dsn/answers.json).
+    assert_eq!(v["envid"], "FAXJOB+0017=x");
+    assert_eq!(v["kind"], "dsn");
+    assert_eq!(v["recipients"][0]["action"], "delivered");
+    assert_eq!(v["recipients"][0]["final_recipient"], "alice@example.test");
+    // Ingest twice: the second time every report is already known.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gateway.yaml"), SHIPPED).unwrap();
+    let folder = shared.join("corpus/postfix-dsn");
+    let o = t37gw(
+        dir.path(),
+        &["receipts", "ingest", folder.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).starts_with("25 messages: 0 correlated, 25 orphan"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = t37gw(
+        dir.path(),
+        &["receipts", "ingest", folder.to_str().unwrap()],
+    );
+    assert!(
+        text(&o.stdout).contains("25 already seen"),
+        "{}",
+        text(&o.stdout)
+    );
+}

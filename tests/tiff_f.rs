@@ -648,7 +648,11 @@ fn raw_g3_gopher_matches_its_png() {
     assert_eq!((theirs.0, theirs.1), (153, 55));
     let raw = std::fs::read(shared.join("corpus/g3/bw-gopher.ccitt_group3")).unwrap();
     let ours = tiff_f::read_raw_g3(&raw, 153, 196, &Limits::default()).unwrap();
-    assert_same(&ours, std::slice::from_ref(&theirs), "bw-gopher.ccitt_group3");
+    assert_same(
+        &ours,
+        std::slice::from_ref(&theirs),
+        "bw-gopher.ccitt_group3",
+    );
     // The "aligned" twin pads every row to a byte (golang's EncodedByteAlign, TIFF Compression 2
     // style), which no fax stream does: we state what we get rather than guess.
     let raw = std::fs::read(shared.join("corpus/g3/bw-gopher-aligned.ccitt_group3")).unwrap();
