@@ -468,7 +468,7 @@ fn ingest_reports(cfg: Config, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let shared = Shared::open(cfg)?;
     let mut items = Vec::new();
     let mut failed = false;
-    // A plain directory (no cur/ or new/: not a Maildir) is taken as a folder of .eml files.
+    // A plain directory (no cur/ or new/: not a Maildir) is taken as a folder of messages.
     let mut expanded = Vec::new();
     for p in paths {
         let maildir = p.join("cur").is_dir() || p.join("new").is_dir();
@@ -477,7 +477,12 @@ fn ingest_reports(cfg: Config, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 let mut files: Vec<PathBuf> = entries
                     .flatten()
                     .map(|e| e.path())
-                    .filter(|f| f.is_file())
+                    .filter(|f| {
+                        // Messages only: .eml, .msg, .txt or no extension (not README.md, *.json).
+                        f.is_file()
+                            && f.extension()
+                                .is_none_or(|x| matches!(x.to_str(), Some("eml" | "msg" | "txt")))
+                    })
                     .collect();
                 files.sort();
                 expanded.extend(files);
