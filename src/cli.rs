@@ -666,31 +666,80 @@ pub fn format_table(rows: &[JobRow]) -> String {
     out
 }
 
+/// `jobs show`: the job's summary, each recipient's state, then the timeline; reports say
+/// where they came from (the SMTP client, or the file `receipts ingest` read).
 fn show_job(events: &[Event], id: &str, json: bool) -> anyhow::Result<ExitCode> {
     let mine: Vec<&Event> = events.iter().filter(|e| e.job == id).collect();
     if mine.is_empty() {
         eprintln!("t37gw: no job {id} in the journal");
         return Ok(ExitCode::FAILURE);
     }
-    for ev in mine {
-        if json {
+    if json {
+        for ev in mine {
             out!("{}", ev.to_line());
-        } else {
-            let details: Vec<String> = ev
-                .details
-                .iter()
-                .map(|(k, v)| match v.as_str() {
-                    Some(s) => format!("{k}={s}"),
-                    None => format!("{k}={v}"),
-                })
-                .collect();
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let source_of = |report: &str| {
+        events
+            .iter()
+            .find(|e| e.job == report)
+            .and_then(|e| match e.event.as_str() {
+                "report_ingested" => e.str("source").map(|s| format!("file {s}")),
+                "offramp_received" => e.str("client").map(|c| format!("SMTP from {c}")),
+                _ => None,
+            })
+    };
+    if let Some(row) = jobs::table(events).into_iter().find(|r| r.id == id) {
+        out!(
+            "{}  {}  peer {}  pages {}  state {}{}",
+            row.id,
+            row.direction,
+            row.peer.as_deref().unwrap_or("-"),
+            row.pages
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            row.state,
+            row.disposition
+                .as_ref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        );
+        for (rcpt, st) in &row.recipients {
             out!(
-                "{}  {:<18} {}",
-                fmt_time(ev.time),
-                ev.event,
-                details.join("  ")
+                "  recipient {}: {}{}{}",
+                if rcpt.is_empty() { "-" } else { rcpt },
+                st.state,
+                st.status
+                    .as_ref()
+                    .map(|s| format!(" {s}"))
+                    .unwrap_or_default(),
+                st.disposition
+                    .as_ref()
+                    .map(|d| format!(", {d}"))
+                    .unwrap_or_default()
             );
         }
+        out!("");
+    }
+    for ev in mine {
+        let mut details: Vec<String> = ev
+            .details
+            .iter()
+            .map(|(k, v)| match v.as_str() {
+                Some(s) => format!("{k}={s}"),
+                None => format!("{k}={v}"),
+            })
+            .collect();
+        if let Some(src) = ev.str("report").and_then(source_of) {
+            details.push(format!("source={src}"));
+        }
+        out!(
+            "{}  {:<18} {}",
+            fmt_time(ev.time),
+            ev.event,
+            details.join("  ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -76,6 +76,7 @@ struct RawMtaSend {
     retry_maximum: Option<u64>,
     give_up_after: Option<u64>,
     connect_timeout: Option<u64>,
+    report_deadline: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +205,9 @@ pub struct MtaSend {
     pub give_up_after: Duration,
     /// Connect and command timeout; default 30 s.
     pub connect_timeout: Duration,
+    /// A sent onramp mail with no DSN for a recipient after this long is journalled
+    /// `report_overdue` and shows as `no-report`; default 172800 s (2 days); 0 = never.
+    pub report_deadline: Duration,
 }
 
 /// Outer MIME type of onramp mail (RFC 3965 §3 vs. plain `multipart/mixed`).
@@ -731,6 +735,7 @@ impl Validator<'_> {
             retry_maximum: Duration::from_secs(raw.retry_maximum.unwrap_or(600)),
             give_up_after: Duration::from_secs(raw.give_up_after.unwrap_or(5 * 86400)),
             connect_timeout: Duration::from_secs(raw.connect_timeout.unwrap_or(30)),
+            report_deadline: Duration::from_secs(raw.report_deadline.unwrap_or(172_800)),
         }
     }
 

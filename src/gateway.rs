@@ -411,10 +411,28 @@ async fn send_one(shared: &Shared, id: &str) {
     );
 }
 
+/// Journal `report_overdue` for sent onramp mail that got no DSN within `report-deadline`.
+fn mark_overdue(shared: &Shared) {
+    let deadline = shared.config.mta_send.report_deadline;
+    if deadline.is_zero() {
+        return;
+    }
+    let cutoff = Utc::now() - chrono::Duration::from_std(deadline).unwrap_or_default();
+    let overdue = shared.index().overdue(cutoff);
+    for (job, recipient) in overdue {
+        shared.record_or_log(
+            Event::new(&job, "report_overdue")
+                .with("recipient", recipient)
+                .with("deadline_seconds", deadline.as_secs()),
+        );
+    }
+}
+
 async fn incoming_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let never = Notify::new();
     loop {
         crate::onramp::scan_incoming(&shared);
+        mark_overdue(&shared);
         if !tick(&mut shutdown, &never, Duration::from_secs(1)).await {
             return;
         }

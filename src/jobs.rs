@@ -24,6 +24,7 @@ pub const STATES: &[&str] = &[
     "orphaned",
     "ignored",
     "duplicate",
+    "no-report",
 ];
 
 /// One recipient's view of a job.
@@ -125,6 +126,9 @@ fn apply(row: &mut JobRow, ev: &Event) {
             let state = &ev.event[5..];
             set_state(row, recipient.as_deref(), state, ev.str("status"));
         }
+        "report_overdue" => {
+            set_state(row, recipient.as_deref(), "no-report", None);
+        }
         "dsn_received" => {
             let action = ev.str("action").unwrap_or("unknown");
             set_state(row, recipient.as_deref(), action, ev.str("status"));
@@ -163,7 +167,7 @@ fn rank(state: &str) -> u8 {
         "delivered" | "faxed" => 6,
         "expanded" => 5,
         "relayed" => 4,
-        "delayed" | "retrying" => 2,
+        "delayed" | "retrying" | "no-report" => 2,
         "sent" | "deferred" => 1,
         _ => 0,
     }
@@ -209,6 +213,10 @@ pub struct JobIndex {
     recipients: HashMap<String, Vec<String>>,
     /// DSN marks already queued (`FAX:delay`, `FAX:final`).
     dsn_marks: HashSet<String>,
+    /// Onramp jobs that asked for success DSNs (so silence means something).
+    expects_success: HashSet<String>,
+    /// (job, recipient) → time of `mail_sent`, while no DSN or overdue mark came for it.
+    awaiting_report: HashMap<(String, String), DateTime<Utc>>,
     /// Fax id → its final event (`fax_delivered`, `fax_relayed`, `fax_failed`).
     fax_final: HashMap<String, Event>,
 }
@@ -236,6 +244,9 @@ impl JobIndex {
             self.reports_seen.insert(key.to_string());
         }
         if ev.event == "onramp_submitted" {
+            if ev.str("notify").is_some_and(|n| n.contains("SUCCESS")) {
+                self.expects_success.insert(ev.job.clone());
+            }
             if let Some(r) = ev.str("recipient") {
                 self.recipients
                     .entry(ev.job.clone())
@@ -252,6 +263,31 @@ impl JobIndex {
         if ev.event == "mail_sent" {
             if let Some(r) = ev.str("recipient") {
                 self.sent.insert((ev.job.clone(), r.to_string()));
+                if self.expects_success.contains(&ev.job) {
+                    self.awaiting_report
+                        .insert((ev.job.clone(), r.to_string()), ev.time);
+                }
+            }
+        }
+        let settles = match ev.event.as_str() {
+            "dsn_received" => ev.str("action").is_some_and(|a| a != "delayed"),
+            "report_overdue" | "mail_failed" => true,
+            _ => false,
+        };
+        if settles {
+            match ev.str("recipient") {
+                Some(r) => {
+                    self.awaiting_report
+                        .remove(&(ev.job.clone(), r.to_string()));
+                }
+                None => self.awaiting_report.retain(|(j, _), _| j != &ev.job),
+            }
+            if ev.event == "dsn_received" {
+                // A report about any recipient of a one-recipient job settles it.
+                let job = ev.job.clone();
+                if self.recipients(&job).len() <= 1 {
+                    self.awaiting_report.retain(|(j, _), _| j != &job);
+                }
             }
         }
         if matches!(
@@ -279,6 +315,18 @@ impl JobIndex {
     pub fn was_sent(&self, job: &str, recipient: &str) -> bool {
         self.sent
             .contains(&(job.to_string(), recipient.to_string()))
+    }
+
+    /// (job, recipient) pairs whose mail was sent before `cutoff` and that have no DSN yet.
+    pub fn overdue(&self, cutoff: DateTime<Utc>) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .awaiting_report
+            .iter()
+            .filter(|(_, t)| **t < cutoff)
+            .map(|(k, _)| k.clone())
+            .collect();
+        v.sort();
+        v
     }
 
     /// True when a report with this key was already taken into account.

@@ -182,6 +182,7 @@ pub fn submit(
             .with("ani_raw", (raw_ani != fax.ani).then_some(raw_ani))
             .with("tsi", fax.tsi.clone())
             .with("peer", peer.name.clone())
+            .with("notify", crate::mailer::notify_value(&notify))
             .with("pages", tiff.pages)
             .with("recipient", recipient)
             .with("message_id", message_id)

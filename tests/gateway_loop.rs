@@ -608,3 +608,85 @@ async fn tls_keys_in_the_config_turn_on_starttls_and_require_tls() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_report_within_the_deadline_is_a_visible_state() {
+    // Mail to the return address itself is accepted and never reported on: silence.
+    let work = Workdir::new();
+    let gw = start(&work, |t| {
+        t.replace(
+            "mailto:FAX=+$d$@gw.example.test",
+            "mailto:fax-gw@gw.example.test",
+        )
+        .replace("report-deadline: 172800", "report-deadline: 1")
+    })
+    .await;
+    let job = gw.shared.submit_fax(&g3_fax()).unwrap();
+    work.wait_for(20, "mail_sent", |e| e.job == job && e.event == "mail_sent")
+        .await;
+    let ev = work
+        .wait_for(20, "report_overdue", |e| {
+            e.job == job && e.event == "report_overdue"
+        })
+        .await;
+    assert_eq!(ev.str("recipient"), Some("fax-gw@gw.example.test"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    gw.shutdown().await;
+    let events = work.events();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event == "report_overdue")
+            .count(),
+        1,
+        "marked once"
+    );
+    let rows = t37gw::jobs::table(&events);
+    assert_eq!(
+        rows.iter().find(|r| r.id == job).unwrap().state,
+        "no-report"
+    );
+}
+
+#[test]
+fn reports_in_any_order_give_the_same_final_state() {
+    use t37gw::journal::Event;
+    let base = || {
+        vec![
+            Event::new("ON-1", "onramp_submitted")
+                .with("recipient", "a@x")
+                .with("notify", "SUCCESS"),
+            Event::new("ON-1", "mail_sent").with("recipient", "a@x"),
+        ]
+    };
+    let delayed = Event::new("ON-1", "dsn_received")
+        .with("recipient", "a@x")
+        .with("action", "delayed")
+        .with("status", "4.4.1");
+    let delivered = Event::new("ON-1", "dsn_received")
+        .with("recipient", "a@x")
+        .with("action", "delivered")
+        .with("status", "2.0.0");
+    let mdn = Event::new("ON-1", "mdn_received")
+        .with("recipient", "a@x")
+        .with("disposition", "displayed");
+    let orders = [
+        vec![delayed.clone(), delivered.clone(), mdn.clone()],
+        vec![delivered.clone(), delayed.clone(), mdn.clone()],
+        vec![
+            mdn.clone(),
+            delivered.clone(),
+            delayed.clone(),
+            delivered.clone(),
+        ],
+    ];
+    for order in orders {
+        let mut evs = base();
+        evs.extend(order);
+        let row = t37gw::jobs::table(&evs).remove(0);
+        // RFC 3464 §2.3.3: "delivered" is final; a late "delayed" does not undo it.
+        assert_eq!(row.state, "delivered");
+        assert_eq!(row.recipients["a@x"].status.as_deref(), Some("2.0.0"));
+        assert_eq!(row.disposition.as_deref(), Some("displayed"));
+    }
+}
