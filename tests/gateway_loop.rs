@@ -690,3 +690,35 @@ fn reports_in_any_order_give_the_same_final_state() {
         assert_eq!(row.disposition.as_deref(), Some("displayed"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usual_relay_tricks_are_refused() {
+    let work = Workdir::new();
+    let gw = start(&work, |t| t).await;
+    let addr = gw.local_addr;
+    let tricks = [
+        "RCPT TO:<user%other.example@gw.example.test>", // percent hack
+        "RCPT TO:<@gw.example.test:user@other.example>", // source route (RFC 5321 §4.1.1.3)
+        "RCPT TO:<\"user@other.example\"@gw.example.test>", // quoted local part with @
+        "RCPT TO:<user@[127.0.0.1]>",                   // IP literal
+        "RCPT TO:<FAX=+12025551234@[127.0.0.1]>",       // fax number at an IP literal
+        "RCPT TO:<FAX=+12025551234%other.example@gw.example.test>", // fax + percent hack
+        "RCPT TO:<user@other.example@gw.example.test>", // two @
+        "RCPT TO:<user@gw.example.test.other.example>", // our name as a prefix
+        "RCPT TO:<FAX=+12025551234@GW.EXAMPLE.TEST.>",  // trailing dot
+    ];
+    let mut steps = vec!["EHLO client.example", "MAIL FROM:<spammer@example.org>"];
+    steps.extend(tricks);
+    steps.push("QUIT");
+    let replies = tokio::task::spawn_blocking(move || dialog(addr, &steps))
+        .await
+        .unwrap();
+    for (trick, reply) in tricks.iter().zip(&replies[3..]) {
+        assert!(
+            reply.starts_with('5'),
+            "{trick} must be refused, got {reply}"
+        );
+    }
+    gw.shutdown().await;
+    assert!(!work.events().iter().any(|e| e.event == "offramp_received"));
+}
