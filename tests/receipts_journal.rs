@@ -1,0 +1,193 @@
+//! The receipt tracker end to end through the journal: jobs seeded as the onramp would have
+//! journalled them, the real reports of `../shared/corpus/postfix-dsn/` and
+//! `../shared/corpus/dovecot-reports/` fed through `t37gw receipts ingest`, and the journal and
+//! job table must give exactly the answers in the corpus's `answers.json` files.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use support::*;
+use t37gw::journal::{read_events, Event, Journal};
+
+fn ingest(dir: &Path, folder: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_t37gw"))
+        .current_dir(dir)
+        .args(["receipts", "ingest", folder.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn rcpt_address(rcpt_line: &str) -> String {
+    // "RCPT TO:<alice@example.test> NOTIFY=..." → alice@example.test
+    rcpt_line
+        .split('<')
+        .nth(1)
+        .and_then(|s| s.split('>').next())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn postfix_dsns_correlate_to_the_answers() {
+    let Some(shared) = shared_dir() else { return };
+    let folder = shared.join("corpus/postfix-dsn");
+    let answers: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("answers.json")).unwrap())
+            .unwrap();
+    let answers = answers.as_array().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gateway.yaml"),
+        include_str!("../gateway.yaml"),
+    )
+    .unwrap();
+    let journal = Journal::open(&dir.path().join("journal.jsonl")).unwrap();
+    let mut seeded = std::collections::HashSet::new();
+    for a in answers {
+        let job = a["job"].as_str().unwrap();
+        if seeded.insert(job.to_string()) {
+            for rcpt in a["rcpt_to"].as_array().unwrap() {
+                journal
+                    .append(
+                        &Event::new(job, "onramp_submitted")
+                            .with("recipient", rcpt_address(rcpt.as_str().unwrap()))
+                            .with("message_id", a["original_message_id"].as_str().unwrap())
+                            .with("notify", "SUCCESS,FAILURE,DELAY"),
+                    )
+                    .unwrap();
+            }
+        }
+    }
+    let summary = ingest(dir.path(), &folder);
+    assert!(
+        summary.starts_with(&format!("{n} messages: {n} correlated", n = answers.len())),
+        "{summary}"
+    );
+    let events = read_events(&dir.path().join("journal.jsonl")).unwrap();
+    for a in answers {
+        let job = a["job"].as_str().unwrap();
+        let file = a["file"].as_str().unwrap();
+        for r in a["recipients"].as_array().unwrap() {
+            let fin = r["final_recipient"].as_str().unwrap();
+            let found = events.iter().any(|e| {
+                e.job == job
+                    && e.event == "dsn_received"
+                    && e.str("final_recipient") == Some(fin)
+                    && e.str("action") == r["action"].as_str()
+                    && e.str("status") == r["status"].as_str()
+                    && e.str("recipient") == Some(fin)
+            });
+            assert!(
+                found,
+                "{file}: no dsn_received for {job} / {fin} {} {}",
+                r["action"], r["status"]
+            );
+        }
+    }
+    // The job table: FAXJOB-0012 was delayed then expired → failed; FAXJOB-0001 delivered.
+    let rows = t37gw::jobs::table(&events);
+    let state = |j: &str| rows.iter().find(|r| r.id == j).unwrap().state.clone();
+    assert_eq!(state("FAXJOB-0001"), "delivered");
+    assert_eq!(state("FAXJOB-0004"), "expanded");
+    assert_eq!(state("FAXJOB-0006"), "relayed");
+    assert_eq!(state("FAXJOB-0012"), "failed");
+    // Ingesting the same folder again changes no job.
+    let again = ingest(dir.path(), &folder);
+    assert!(
+        again.contains(&format!("{} already seen", answers.len())),
+        "{again}"
+    );
+    let after = read_events(&dir.path().join("journal.jsonl")).unwrap();
+    assert_eq!(
+        after.iter().filter(|e| e.event == "dsn_received").count(),
+        events.iter().filter(|e| e.event == "dsn_received").count()
+    );
+}
+
+#[test]
+fn dovecot_reports_correlate_to_the_answers() {
+    let Some(shared) = shared_dir() else { return };
+    let folder = shared.join("corpus/dovecot-reports");
+    let answers: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("answers.json")).unwrap())
+            .unwrap();
+    let answers = answers.as_array().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gateway.yaml"),
+        include_str!("../gateway.yaml"),
+    )
+    .unwrap();
+    let journal = Journal::open(&dir.path().join("journal.jsonl")).unwrap();
+    let mut seeded = std::collections::HashSet::new();
+    for a in answers {
+        if let (Some(job), Some(mid)) = (
+            a["triggering_job"].as_str(),
+            a["triggering_message_id"].as_str(),
+        ) {
+            if seeded.insert(job.to_string()) {
+                journal
+                    .append(
+                        &Event::new(job, "onramp_submitted")
+                            .with("message_id", mid)
+                            .with("recipient", "x@y"),
+                    )
+                    .unwrap();
+            }
+        }
+    }
+    ingest(dir.path(), &folder);
+    let events = read_events(&dir.path().join("journal.jsonl")).unwrap();
+    for a in answers {
+        let file = a["file"].as_str().unwrap();
+        let report = events
+            .iter()
+            .find(|e| {
+                e.event == "report_ingested" && e.str("source").is_some_and(|s| s.ends_with(file))
+            })
+            .unwrap_or_else(|| panic!("{file} not ingested"));
+        let verdict: Vec<&Event> = events.iter().filter(|e| e.job == report.job).collect();
+        match a["correlate_to_job"].as_str() {
+            Some(job) => {
+                let c = verdict
+                    .iter()
+                    .find(|e| e.event == "report_correlated")
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{file}: expected correlation to {job}, got {:?}",
+                            verdict.iter().map(|e| e.to_line()).collect::<Vec<_>>()
+                        )
+                    });
+                assert_eq!(c.str("correlated_job"), Some(job), "{file}");
+                if a["kind"] == "mdn" {
+                    let mdn = events
+                        .iter()
+                        .find(|e| {
+                            e.job == job
+                                && e.event == "mdn_received"
+                                && e.str("report") == Some(&report.job)
+                        })
+                        .unwrap();
+                    assert_eq!(
+                        mdn.str("disposition"),
+                        a["disposition_type"].as_str(),
+                        "{file}"
+                    );
+                }
+            }
+            None => assert!(
+                !verdict.iter().any(|e| e.event == "report_correlated"),
+                "{file}: must not correlate (answers say {})",
+                a["classify_as"]
+            ),
+        }
+    }
+}
