@@ -191,3 +191,49 @@ fn dovecot_reports_correlate_to_the_answers() {
         }
     }
 }
+
+#[test]
+fn a_read_receipt_without_in_reply_to_correlates_by_references() {
+    let Some(shared) = shared_dir() else { return };
+    // The Exchange read receipt of the corpus carries no Original-Message-ID; with its
+    // In-Reply-To turned into a References field (RFC 5322 §3.6.4) it must still find the
+    // original message's job, read from the original message file.
+    let receipt = std::fs::read_to_string(
+        shared.join("corpus/mdn/ms_exchange_report_disposition_notification.eml"),
+    )
+    .unwrap();
+    let original =
+        std::fs::read_to_string(shared.join("corpus/mdn/ms_exchange_report_original_message.eml"))
+            .unwrap();
+    let mid = original
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(receipt.contains(&format!("In-Reply-To: {mid}")));
+    let changed = receipt.replace(
+        &format!("In-Reply-To: {mid}"),
+        &format!("References: <older@x.example> {mid}"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gateway.yaml"),
+        include_str!("../gateway.yaml"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("receipt.eml"), changed).unwrap();
+    let journal = Journal::open(&dir.path().join("journal.jsonl")).unwrap();
+    journal
+        .append(&Event::new("ON-exchange", "onramp_submitted").with("message_id", mid.as_str()))
+        .unwrap();
+    let summary = ingest(dir.path(), &dir.path().join("receipt.eml"));
+    assert!(summary.starts_with("1 messages: 1 correlated"), "{summary}");
+    let events = read_events(&dir.path().join("journal.jsonl")).unwrap();
+    let c = events
+        .iter()
+        .find(|e| e.event == "report_correlated")
+        .unwrap();
+    assert_eq!(c.str("correlated_job"), Some("ON-exchange"));
+    assert_eq!(c.str("matched_by"), Some("references"));
+}

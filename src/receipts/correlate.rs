@@ -62,6 +62,17 @@ fn candidates(report: &Report, lookup: &dyn JobLookup) -> Vec<(String, MatchedBy
             found.push((job, how));
         }
     }
+    // References only when nothing else matched: the newest referenced message first.
+    if found.is_empty() {
+        if let Some(job) = report
+            .references
+            .iter()
+            .rev()
+            .find_map(|id| lookup.job_by_message_id(id))
+        {
+            found.push((job, MatchedBy::References));
+        }
+    }
     found
 }
 
@@ -76,6 +87,7 @@ fn describe(by: MatchedBy) -> &'static str {
         MatchedBy::OriginalMessageId => "Original-Message-ID",
         MatchedBy::ReturnedMessageId => "returned Message-ID",
         MatchedBy::InReplyTo => "In-Reply-To",
+        MatchedBy::References => "References",
     }
 }
 

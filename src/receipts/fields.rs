@@ -130,6 +130,17 @@ pub(crate) fn strip_address_type(value: &str) -> String {
 
 /// The first `<...>` msg-id in a field value, with angle brackets; else the trimmed value
 /// when it is one word; else `None`.
+/// Every `<id>` in a header value such as References (RFC 5322 §3.6.4), in order.
+pub(crate) fn msg_ids(value: &str) -> Vec<String> {
+    value
+        .split('<')
+        .skip(1)
+        .filter_map(|s| s.split_once('>').map(|(id, _)| id))
+        .filter(|id| !id.trim().is_empty() && !id.contains(char::is_whitespace))
+        .map(|id| format!("<{id}>"))
+        .collect()
+}
+
 pub(crate) fn msg_id(value: &str) -> Option<String> {
     if let Some(start) = value.find('<') {
         if let Some(len) = value[start..].find('>') {

@@ -76,6 +76,11 @@ pub struct Report {
     pub reporting_mta: Option<String>,
     pub recipients: Vec<RecipientReport>,
     pub disposition: Option<Disposition>,
+    /// The report's own References (RFC 5322 §3.6.4), oldest first: the last resort for
+    /// correlation (some read receipts carry neither Original-Message-ID nor In-Reply-To).
+    /// Not part of the `receipts parse --json` schema.
+    #[serde(skip)]
+    pub references: Vec<String>,
 }
 
 impl Report {
@@ -93,6 +98,7 @@ impl Report {
             reporting_mta: None,
             recipients: Vec::new(),
             disposition: None,
+            references: Vec::new(),
         }
     }
 }
@@ -227,6 +233,7 @@ pub enum MatchedBy {
     OriginalMessageId,
     ReturnedMessageId,
     InReplyTo,
+    References,
 }
 
 /// The result of correlating a report.

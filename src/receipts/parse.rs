@@ -116,6 +116,9 @@ fn parse_inner(bytes: &[u8]) -> (Report, Option<String>) {
         StatusKind::Mdn => mdn_report(&found.status),
     };
     report.in_reply_to = get(&own, "In-Reply-To").and_then(fields::msg_id);
+    report.references = get(&own, "References")
+        .map(|v| fields::msg_ids(&v))
+        .unwrap_or_default();
     report.returned_message_id = found.returned.and_then(|h| {
         let returned = fields::header_fields(h);
         get(&returned, "Message-ID").and_then(fields::msg_id)
@@ -272,6 +275,9 @@ fn report_without_status(message: &Message<'_>, bytes: &[u8]) -> Option<Report> 
     }
     let mut report = report.unwrap_or_else(|| Report::empty(kind));
     report.in_reply_to = get(&own, "In-Reply-To").and_then(fields::msg_id);
+    report.references = get(&own, "References")
+        .map(|v| fields::msg_ids(&v))
+        .unwrap_or_default();
     if report.returned_message_id.is_none() {
         report.returned_message_id = returned_part_message_id(message);
     }
