@@ -303,8 +303,15 @@ async fn python_smtplib_with_dsn_parameters_gets_a_success_dsn() {
     assert_eq!(ev.str("status"), Some("2.0.0"));
     // ORCPT as the client sent it (RFC 3461 §4.2: xtext, "+2B" is "+"), decoded by the listener.
     assert_eq!(
-        ev.str("recipient"),
+        ev.str("original_recipient"),
         Some("+12025550100@gw.example.test"),
+        "{}",
+        ev.to_line()
+    );
+    // Mapped to the job's own recipient by Final-Recipient (RFC 3464 §2.3.2).
+    assert_eq!(
+        ev.str("recipient"),
+        Some("FAX=+12025550100@gw.example.test"),
         "{}",
         ev.to_line()
     );

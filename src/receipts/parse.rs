@@ -117,7 +117,7 @@ fn parse_inner(bytes: &[u8]) -> (Report, Option<String>) {
     };
     report.in_reply_to = get(&own, "In-Reply-To").and_then(fields::msg_id);
     report.references = get(&own, "References")
-        .map(|v| fields::msg_ids(&v))
+        .map(fields::msg_ids)
         .unwrap_or_default();
     report.returned_message_id = found.returned.and_then(|h| {
         let returned = fields::header_fields(h);
@@ -276,7 +276,7 @@ fn report_without_status(message: &Message<'_>, bytes: &[u8]) -> Option<Report> 
     let mut report = report.unwrap_or_else(|| Report::empty(kind));
     report.in_reply_to = get(&own, "In-Reply-To").and_then(fields::msg_id);
     report.references = get(&own, "References")
-        .map(|v| fields::msg_ids(&v))
+        .map(fields::msg_ids)
         .unwrap_or_default();
     if report.returned_message_id.is_none() {
         report.returned_message_id = returned_part_message_id(message);
