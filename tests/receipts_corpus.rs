@@ -2,6 +2,8 @@
 //! answers come from the corpus `answers.json` files and from values read out of the files
 //! by hand (written into the tests below).
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -10,23 +12,9 @@ use t37gw::receipts::{
     correlate, parse, Correlation, JobLookup, MatchedBy, RecipientReport, Report, ReportKind,
 };
 
-/// `../shared/corpus`, or `None` (with the reason printed) when it is absent. Under
-/// `CI=true` its absence is a failure.
+/// `../shared/corpus`, or `None` with the skip reason printed (a failure under `CI=true`).
 fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{} is missing and CI=true",
-        dir.display()
-    );
-    eprintln!(
-        "SKIP: {} not found (the shared corpus lives beside the worktree)",
-        dir.display()
-    );
-    None
+    support::shared_dir().map(|s| s.join("corpus"))
 }
 
 fn read(path: &Path) -> Vec<u8> {

@@ -4,6 +4,8 @@
 //! written in the prose; the returned original's Message-ID. Not reports: auto-replies, ARF,
 //! ordinary mail.
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -11,21 +13,9 @@ use t37gw::receipts::{
     correlate, correlate_explained, parse, parse_explained, Correlation, JobLookup, ReportKind,
 };
 
+/// `../shared/corpus/dsn`, or `None` with the skip reason printed (a failure under `CI=true`).
 fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/dsn");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{} is missing and CI=true",
-        dir.display()
-    );
-    eprintln!(
-        "SKIP: {} not found (the shared corpus lives beside the worktree)",
-        dir.display()
-    );
-    None
+    support::shared_dir().map(|s| s.join("corpus/dsn"))
 }
 
 fn read(path: &Path) -> Vec<u8> {

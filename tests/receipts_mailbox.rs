@@ -1,25 +1,15 @@
 //! Mailbox reading: an mbox (RFC 4155 `From ` lines, mboxrd `>From ` quoting) and a Maildir
 //! (`cur/`, `new/`) built in a temp dir from corpus files.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use t37gw::receipts::{parse, read_mailbox, ReportKind};
 
+/// `../shared/corpus`, or `None` with the skip reason printed (a failure under `CI=true`).
 fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{} is missing and CI=true",
-        dir.display()
-    );
-    eprintln!(
-        "SKIP: {} not found (the shared corpus lives beside the worktree)",
-        dir.display()
-    );
-    None
+    support::shared_dir().map(|s| s.join("corpus"))
 }
 
 /// Corpus files used; their ENVIDs come from postfix-dsn/answers.json.
