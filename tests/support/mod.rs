@@ -23,17 +23,20 @@ pub fn skip(reason: &str) -> bool {
     false
 }
 
-/// True when `tool` runs (`tool --help`/`-h` exits at all); else skip/fail.
+/// True when `tool` is an executable on PATH; else skip/fail. (Running it with `-h` is no
+/// test: some tools page their help and wait for a terminal.)
 pub fn have_tool(tool: &str) -> bool {
-    let ok = std::process::Command::new(tool)
-        .arg("-h")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
-    ok || skip(&format!(
-        "{tool} is not installed (scripts/test.sh installs it)"
-    ))
+    use std::os::unix::fs::PermissionsExt;
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(tool))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    });
+    found
+        || skip(&format!(
+            "{tool} is not installed (scripts/test.sh installs it)"
+        ))
 }
 
 /// `../shared` beside the project, or skip/fail.
@@ -130,7 +133,11 @@ pub fn fixture(name: &str) -> Vec<u8> {
 
 /// Run a command, returning (status success, stdout, stderr).
 pub fn run(cmd: &str, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(cmd).args(args).output().unwrap();
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
