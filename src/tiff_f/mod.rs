@@ -12,6 +12,7 @@
 use thiserror::Error;
 
 mod bits;
+mod ccitt;
 mod check;
 mod mh;
 mod normalize;
