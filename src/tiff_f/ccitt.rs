@@ -12,7 +12,6 @@
 //! right, reading stops once the bit position passes the end of the data, and at most `rows`
 //! rows are decoded.
 
-use super::bits::set_run;
 use super::mh::run_code;
 use std::sync::OnceLock;
 
@@ -162,8 +161,7 @@ impl Reader<'_> {
 
     /// One run length: make-up codes, then a terminating code (T.4 §4.1.1), at most `max`.
     #[inline(always)]
-    fn run(&mut self, black: bool, max: u32) -> Result<u32, Unclean> {
-        let t = tables();
+    fn run(&mut self, t: &Tables, black: bool, max: u32) -> Result<u32, Unclean> {
         let mut total = 0u32;
         loop {
             let p = self.peek();
@@ -208,12 +206,12 @@ fn push_change(cur: &mut Vec<u32>, x: u32, w: u32) -> Result<(), Unclean> {
 }
 
 /// One T.4 1-D row (T.4 §4.1.1) into `cur`.
-fn mh_row(r: &mut Reader, cur: &mut Vec<u32>, w: u32) -> Result<(), Unclean> {
+fn mh_row(r: &mut Reader, t: &Tables, cur: &mut Vec<u32>, w: u32) -> Result<(), Unclean> {
     cur.clear();
     let mut pos = 0u32;
     let mut black = false;
     while pos < w {
-        pos += r.run(black, w - pos)?;
+        pos += r.run(t, black, w - pos)?;
         push_change(cur, pos, w)?;
         black = !black;
     }
@@ -222,8 +220,13 @@ fn mh_row(r: &mut Reader, cur: &mut Vec<u32>, w: u32) -> Result<(), Unclean> {
 
 /// One 2-D row (T.4 §4.2.1.3, T.6 §2.2) into `cur` against `refl` (reference changes followed by
 /// at least three copies of `w`).
-fn row_2d(r: &mut Reader, cur: &mut Vec<u32>, refl: &[u32], w: u32) -> Result<(), Unclean> {
-    let t = tables();
+fn row_2d(
+    r: &mut Reader,
+    t: &Tables,
+    cur: &mut Vec<u32>,
+    refl: &[u32],
+    w: u32,
+) -> Result<(), Unclean> {
     cur.clear();
     let mut a0: i64 = -1;
     let mut black = false;
@@ -249,9 +252,9 @@ fn row_2d(r: &mut Reader, cur: &mut Vec<u32>, refl: &[u32], w: u32) -> Result<()
             PASS => a0 = i64::from(b2),
             HORIZONTAL => {
                 let start = a0.max(0) as u32;
-                let r1 = r.run(black, w - start)?;
+                let r1 = r.run(t, black, w - start)?;
                 let a1 = start + r1;
-                let r2 = r.run(!black, w - a1)?;
+                let r2 = r.run(t, !black, w - a1)?;
                 push_change(cur, a1, w)?;
                 push_change(cur, a1 + r2, w)?;
                 a0 = i64::from(a1 + r2);
@@ -292,6 +295,7 @@ pub(crate) fn decode(
     if width == 0 || stride * 8 < width as usize || out.len() < stride * rows as usize {
         return Err(Unclean);
     }
+    let t = tables();
     let mut r = Reader {
         data,
         pos: 0,
@@ -301,6 +305,7 @@ pub(crate) fn decode(
     let mut cur: Vec<u32> = Vec::with_capacity(cap);
     let mut refl: Vec<u32> = Vec::with_capacity(cap);
     refl.extend([width; 3]);
+    let mut toggles = vec![0u64; (width as usize).div_ceil(64)];
     for row in out.chunks_exact_mut(stride).take(rows as usize) {
         if byte_aligned {
             r.pos = r.pos.next_multiple_of(8);
@@ -323,18 +328,52 @@ pub(crate) fn decode(
             }
         };
         if one_d {
-            mh_row(&mut r, &mut cur, width)?;
+            mh_row(&mut r, t, &mut cur, width)?;
         } else {
-            row_2d(&mut r, &mut cur, &refl, width)?;
+            row_2d(&mut r, t, &mut cur, &refl, width)?;
         }
         if r.pos > r.end {
             return Err(Unclean);
         }
-        for pair in cur.chunks(2) {
-            set_run(row, pair[0], pair.get(1).copied().unwrap_or(width));
-        }
+        fill_row(row, &cur, &mut toggles, width);
         std::mem::swap(&mut cur, &mut refl);
         refl.extend([width; 3]);
     }
     Ok(())
+}
+
+/// Fill a packed row (1 = black) from its changing elements (all `< 64 × toggles.len()`):
+/// mark each change in `toggles` (zero on entry and on return), then a prefix XOR along each
+/// 64-bit word, carried from word to word, turns the marks into runs.
+fn fill_row(row: &mut [u8], changes: &[u32], toggles: &mut [u64], width: u32) {
+    for &x in changes {
+        if let Some(t) = toggles.get_mut((x / 64) as usize) {
+            *t ^= 1u64 << (63 - x % 64);
+        }
+    }
+    let mut carry = 0u64; // all ones when the word before ended black
+    for (t, out) in toggles.iter_mut().zip(row.chunks_mut(8)) {
+        let mut v = *t;
+        *t = 0;
+        v ^= v >> 1;
+        v ^= v >> 2;
+        v ^= v >> 4;
+        v ^= v >> 8;
+        v ^= v >> 16;
+        v ^= v >> 32;
+        v ^= carry;
+        carry = 0u64.wrapping_sub(v & 1);
+        let b = v.to_be_bytes();
+        out.copy_from_slice(&b[..out.len()]);
+    }
+    // Runs that end black run on into the padding bits: clear them.
+    let full = (width / 8) as usize;
+    if width % 8 != 0 {
+        if let Some(last) = row.get_mut(full) {
+            *last &= 0xFF << (8 - width % 8);
+        }
+    }
+    if let Some(rest) = row.get_mut(full + usize::from(width % 8 != 0)..) {
+        rest.fill(0);
+    }
 }
