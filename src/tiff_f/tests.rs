@@ -288,13 +288,16 @@ fn random_ccitt_strips_at_the_size_limit_end_quickly() {
     }
 }
 
+/// The general CCITT path's rows, rows decoded and error.
+type General = (Vec<u8>, u32, Option<String>);
+
 /// Both CCITT paths of the reader on one strip: (fast rows, general rows and error).
 fn both_decoders(
     data: &[u8],
     width: u32,
     rows: u32,
     s: DecodeSettings,
-) -> (Option<Vec<u8>>, (Vec<u8>, u32, Option<String>)) {
+) -> (Option<Vec<u8>>, General) {
     let geo = read::Geometry {
         width,
         stride: (width as usize).div_ceil(8),
