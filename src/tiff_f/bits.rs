@@ -1,9 +1,11 @@
 //! Bit-level helpers shared by the reader and the encoders.
 
-/// MSB-first bit writer that knows its bit position (needed for EOL fill bits).
+/// MSB-first bit writer that knows its bit position (needed for EOL fill bits). Bits gather in a
+/// 64-bit accumulator and go out 32 at a time.
 pub(crate) struct BitOut {
     pub(crate) bytes: Vec<u8>,
-    /// Pending bits, right-aligned; fewer than 8 between calls.
+    /// Pending bits, right-aligned in the low `n` bits (higher bits are stale); `n` < 32 between
+    /// calls.
     acc: u64,
     n: u32,
 }
@@ -21,27 +23,29 @@ impl BitOut {
     #[inline]
     pub(crate) fn put(&mut self, code: u32, len: u32) {
         debug_assert!(len <= 32);
-        if len == 0 {
-            return;
-        }
-        self.acc = (self.acc << len) | u64::from(code & (u32::MAX >> (32 - len)));
+        let code = u64::from(code) & ((1u64 << len) - 1);
+        self.acc = (self.acc << len) | code;
         self.n += len;
-        while self.n >= 8 {
-            self.n -= 8;
-            self.bytes.push((self.acc >> self.n) as u8);
+        if self.n >= 32 {
+            self.n -= 32;
+            self.bytes
+                .extend_from_slice(&((self.acc >> self.n) as u32).to_be_bytes());
         }
-        self.acc &= (1u64 << self.n) - 1;
     }
 
     /// Zero bits so that a following 12-bit EOL ends on a byte boundary (T.4 §4.1.3 fill).
     #[inline]
     pub(crate) fn fill_for_eol(&mut self) {
-        let pad = (12 - self.n) % 8;
+        let pad = (12 - self.n % 8) % 8;
         self.put(0, pad);
     }
 
     /// Pad with zero bits to the byte boundary and return the bytes.
     pub(crate) fn finish(mut self) -> Vec<u8> {
+        while self.n >= 8 {
+            self.n -= 8;
+            self.bytes.push((self.acc >> self.n) as u8);
+        }
         if self.n > 0 {
             self.bytes.push((self.acc << (8 - self.n)) as u8);
         }
@@ -68,53 +72,49 @@ pub(crate) fn set_run(row: &mut [u8], start: u32, end: u32) {
     }
 }
 
-/// First pixel at or after `x` (pixels) whose colour differs from `black`, or `width` if none.
-#[inline]
-fn next_change(row: &[u8], width: u32, x: u32, black: bool) -> u32 {
-    if x >= width {
-        return width;
-    }
-    let flip = if black { 0xFFu8 } else { 0 };
-    let mut i = (x / 8) as usize;
-    // First, partial byte.
-    let b = (row[i] ^ flip) & (0xFF >> (x % 8));
-    if b != 0 {
-        return (i as u32 * 8 + b.leading_zeros()).min(width);
-    }
-    i += 1;
-    let flip64 = if black { u64::MAX } else { 0 };
-    while i + 8 <= row.len() {
-        let w = u64::from_be_bytes(row[i..i + 8].try_into().unwrap_or([0; 8])) ^ flip64;
-        if w != 0 {
-            return (i as u32 * 8 + w.leading_zeros()).min(width);
-        }
-        i += 8;
-    }
-    while i < row.len() {
-        let b = row[i] ^ flip;
-        if b != 0 {
-            return (i as u32 * 8 + b.leading_zeros()).min(width);
-        }
-        i += 1;
-    }
-    width
-}
-
 /// Changing elements of one packed row (T.4 §4.2.1.3.1): the pixel positions (< `width`) whose
 /// colour differs from the pixel before them, the pixel before the first being white.
 /// `out` is cleared first.
+///
+/// Works 64 pixels at a time: `w ^ (w >> 1 | carry)` has a 1 bit at each changing element of
+/// the word, and those are taken off with `leading_zeros`.
 pub(crate) fn changes(row: &[u8], width: u32, out: &mut Vec<u32>) {
     out.clear();
     let width = width.min((row.len() as u32).saturating_mul(8));
-    let mut x = 0;
-    let mut black = false;
-    loop {
-        x = next_change(row, width, x, black);
-        if x >= width {
-            return;
+    let nbytes = (width as usize).div_ceil(8);
+    let row = &row[..nbytes];
+    // Colour of the pixel before the current word, as the word's top bit.
+    let mut carry = 0u64;
+    let mut words = row.chunks_exact(8);
+    let mut base = 0u32;
+    for c in &mut words {
+        let w = u64::from_be_bytes(c.try_into().unwrap_or([0; 8]));
+        let mut t = w ^ ((w >> 1) | carry);
+        carry = w << 63;
+        while t != 0 {
+            let z = t.leading_zeros();
+            if base + z >= width {
+                return; // padding bits of the last byte
+            }
+            out.push(base + z);
+            t &= !(1u64 << 63 >> z);
         }
-        out.push(x);
-        black = !black;
+        base += 64;
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut b = [0u8; 8];
+        b[..rest.len()].copy_from_slice(rest);
+        let w = u64::from_be_bytes(b);
+        let mut t = w ^ ((w >> 1) | carry);
+        while t != 0 {
+            let z = t.leading_zeros();
+            if base + z >= width {
+                break;
+            }
+            out.push(base + z);
+            t &= !(1u64 << 63 >> z);
+        }
     }
 }
 
@@ -175,7 +175,7 @@ mod tests {
             b.put(0, pre);
             b.fill_for_eol();
             b.put(1, 12);
-            assert_eq!(b.n, 0, "after {pre} bits");
+            assert_eq!(b.n % 8, 0, "after {pre} bits");
         }
     }
 }

@@ -17,6 +17,9 @@ type Code = (u32, u32);
 struct RunCodes {
     term: [Code; 64],
     makeup: [Code; 41],
+    /// The whole code for every run 0..=2623: make-up code (if any) then terminating code,
+    /// concatenated (at most 13 + 12 = 25 bits), so that a run is one bit-writer call.
+    full: Vec<Code>,
 }
 
 struct Tables {
@@ -31,6 +34,7 @@ fn tables() -> &'static Tables {
             let mut t = RunCodes {
                 term: [(0, 0); 64],
                 makeup: [(0, 0); 41],
+                full: Vec::new(),
             };
             let conv =
                 |b: Option<fax::Bits>| b.map_or((0, 0), |b| (u32::from(b.data), u32::from(b.len)));
@@ -40,6 +44,16 @@ fn tables() -> &'static Tables {
             for k in 1..41u16 {
                 t.makeup[k as usize] = conv(enc(k * 64));
             }
+            t.full = (0..=2560 + 63u32)
+                .map(|n| {
+                    let (tc, tl) = t.term[(n % 64) as usize];
+                    if n < 64 {
+                        return (tc, tl);
+                    }
+                    let (mc, ml) = t.makeup[(n / 64) as usize];
+                    ((mc << tl) | tc, ml + tl)
+                })
+                .collect();
             t
         };
         Tables {
@@ -47,6 +61,19 @@ fn tables() -> &'static Tables {
             black: build(maps::black::encode),
         }
     })
+}
+
+/// The single T.4 code word (bits, length) for a terminating run (0..=63) or a make-up run
+/// (a multiple of 64 up to 2560) of white or black (T.4 §4.1.1 Tables 2 and 3); (0, 0) for
+/// other lengths.
+pub(crate) fn run_code(black: bool, run: u32) -> (u32, u32) {
+    let t = tables();
+    let c = if black { &t.black } else { &t.white };
+    match run {
+        0..=63 => c.term[run as usize],
+        64..=2560 if run % 64 == 0 => c.makeup[(run / 64) as usize],
+        _ => (0, 0),
+    }
 }
 
 fn check(data: &[u8], width: u32, height: u32) -> Result<usize, ImageError> {
@@ -69,12 +96,7 @@ fn put_run(out: &mut BitOut, t: &RunCodes, mut n: u32) {
         out.put(c, l);
         n -= 2560;
     }
-    if n >= 64 {
-        let (c, l) = t.makeup[(n / 64) as usize];
-        out.put(c, l);
-        n %= 64;
-    }
-    let (c, l) = t.term[n as usize];
+    let (c, l) = t.full[n as usize];
     out.put(c, l);
 }
 

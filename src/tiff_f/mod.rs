@@ -1,17 +1,19 @@
 //! Fax image codec: read fax and scan pages, write RFC 3949 TIFF-F.
 //!
 //! Layout:
-//! - `read`: sniff the input, walk TIFF IFDs, decode CCITT strips (T.4/T.6 via `hayro-ccitt`)
-//!   and uncompressed 1-bit strips;
+//! - `read`: sniff the input, walk TIFF IFDs, decode CCITT strips (T.4/T.6: `ccitt`, falling
+//!   back to `hayro-ccitt` for strips it does not decode cleanly) and uncompressed 1-bit strips;
+//! - `ccitt`: table-driven T.4/T.6 decoder for clean strips;
 //! - `raster`: PNG / JPEG / PBM / PGM / PPM through `image`, then bilevel;
 //! - `normalize`: scale any page to the 1728-pixel fax line;
-//! - `mh`: our T.4 encoders (MH, MR) plus `fax`'s T.6 (MMR) encoder;
+//! - `mh`: our T.4 (MH, MR) and T.6 (MMR) encoders;
 //! - `write`: the RFC 3949 TIFF-F container through `tiff`'s `DirectoryEncoder`;
 //! - `check`: RFC 3949 profile S / F conformance of a TIFF file, tag by tag.
 
 use thiserror::Error;
 
 mod bits;
+mod ccitt;
 mod check;
 mod mh;
 mod normalize;

@@ -116,27 +116,92 @@ pub(crate) fn gray_to_bilevel(luma: &[u8], width: u32, height: u32, bilevel: Bil
             }
         }
         Bilevel::FloydSteinberg => {
-            // Errors for this row and the next, with one guard cell on each side.
-            let mut cur = vec![0i32; w + 2];
-            let mut next = vec![0i32; w + 2];
+            let mut fs = FloydSteinberg::new(w);
             for (src, out) in luma.chunks_exact(w).zip(data.chunks_exact_mut(stride)) {
-                for (x, &p) in src.iter().enumerate() {
-                    let v = i32::from(p) + (cur[x + 1] >> 4);
-                    let e = if v < 128 {
-                        out[x / 8] |= 0x80 >> (x % 8);
-                        v
-                    } else {
-                        v - 255
-                    };
-                    cur[x + 2] += e * 7;
-                    next[x] += e * 3;
-                    next[x + 1] += e * 5;
-                    next[x + 2] += e;
-                }
-                std::mem::swap(&mut cur, &mut next);
-                next.fill(0);
+                fs.row(src, out);
             }
         }
+    }
+    data
+}
+
+/// Row-at-a-time integer Floyd–Steinberg error diffusion (weights 7/16 right, 3/16 below left,
+/// 5/16 below, 1/16 below right; threshold 128; errors past the row ends are dropped), so that a
+/// caller can dither rows as they are decoded without a full-page gray buffer.
+///
+/// The error of the pixel to the left is carried in a register and the next row's errors are
+/// finalised one pixel behind, in place, so the loop stores each error cell once.
+pub(crate) struct FloydSteinberg {
+    /// Error diffused into each pixel (×16) of the next row from the row above.
+    below: Vec<i32>,
+}
+
+impl FloydSteinberg {
+    /// A ditherer for rows of `width` pixels (starting with no error).
+    pub(crate) fn new(width: usize) -> Self {
+        FloydSteinberg {
+            below: vec![0; width],
+        }
+    }
+
+    /// Dither one row of luma (`src`, 0 = black, `width` bytes) into packed bits (`out`,
+    /// `ceil(width / 8)` bytes, 1 = black; fully overwritten, padding bits clear).
+    #[inline]
+    pub(crate) fn row(&mut self, src: &[u8], out: &mut [u8]) {
+        let below = &mut self.below[..];
+        let w = below.len().min(src.len()).min(out.len() * 8);
+        let (mut right, mut e1, mut e2) = (0i32, 0i32, 0i32);
+        let mut byte = 0u32;
+        for x in 0..w {
+            let v = i32::from(src[x]) + ((below[x] + right) >> 4);
+            let black = i32::from(v < 128);
+            let e = v - 255 + 255 * black;
+            byte = (byte << 1) | black as u32;
+            if x & 7 == 7 {
+                out[x / 8] = byte as u8;
+                byte = 0;
+            }
+            if x > 0 {
+                below[x - 1] = 3 * e + 5 * e1 + e2;
+            }
+            right = 7 * e;
+            e2 = e1;
+            e1 = e;
+        }
+        if w > 0 {
+            below[w - 1] = 5 * e1 + e2;
+        }
+        if w % 8 != 0 {
+            out[w / 8] = (byte << (8 - w % 8)) as u8;
+        }
+    }
+}
+
+/// The reference per-pixel Floyd–Steinberg (two error rows), kept to cross-check
+/// [`FloydSteinberg`] in tests.
+#[cfg(test)]
+pub(crate) fn floyd_steinberg_reference(luma: &[u8], width: u32, height: u32) -> Vec<u8> {
+    let w = width as usize;
+    let stride = w.div_ceil(8);
+    let mut data = vec![0u8; stride * height as usize];
+    let mut cur = vec![0i32; w + 2];
+    let mut next = vec![0i32; w + 2];
+    for (src, out) in luma.chunks_exact(w).zip(data.chunks_exact_mut(stride)) {
+        for (x, &p) in src.iter().enumerate() {
+            let v = i32::from(p) + (cur[x + 1] >> 4);
+            let e = if v < 128 {
+                out[x / 8] |= 0x80 >> (x % 8);
+                v
+            } else {
+                v - 255
+            };
+            cur[x + 2] += e * 7;
+            next[x] += e * 3;
+            next[x + 1] += e * 5;
+            next[x + 2] += e;
+        }
+        std::mem::swap(&mut cur, &mut next);
+        next.fill(0);
     }
     data
 }
@@ -159,5 +224,34 @@ fn pack_threshold(src: &[u8], out: &mut [u8], t: u8) {
             b |= u8::from(p < t) << (7 - i);
         }
         out[src.len() / 8] = b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_dither_matches_the_reference() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..300 {
+            let w = rng.u32(1..70);
+            let h = rng.u32(1..12);
+            let smooth = rng.bool();
+            let luma: Vec<u8> = (0..w * h)
+                .map(|i| {
+                    if smooth {
+                        (i * 37 % 256) as u8
+                    } else {
+                        rng.u8(..)
+                    }
+                })
+                .collect();
+            assert_eq!(
+                gray_to_bilevel(&luma, w, h, Bilevel::FloydSteinberg),
+                floyd_steinberg_reference(&luma, w, h),
+                "{w}x{h}"
+            );
+        }
     }
 }

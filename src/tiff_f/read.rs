@@ -1,6 +1,7 @@
 //! TIFF reading: our own IFD walk (TIFF 6.0 §2) and strip decoding (CCITT through `hayro-ccitt`).
 
 use super::bits::{clear_padding, set_run};
+use super::ccitt;
 use super::raster::gray_to_bilevel;
 use super::{Bilevel, Bitmap, DecodedPage, Encoding, ImageError, Limits};
 use hayro_ccitt::{DecodeSettings, DecoderContext, EncodingMode};
@@ -219,9 +220,12 @@ pub(crate) fn resolution(ifd: &Ifd) -> (u32, u32) {
     (conv(ifd.real(282), 204), conv(ifd.real(283), 196))
 }
 
-struct Geometry {
-    width: u32,
-    stride: usize,
+/// Row geometry of a strip.
+pub(crate) struct Geometry {
+    /// Pixels per row.
+    pub(crate) width: u32,
+    /// Bytes per row.
+    pub(crate) stride: usize,
 }
 
 /// Sample layout of a page.
@@ -566,7 +570,40 @@ impl hayro_ccitt::Decoder for Sink<'_> {
 ///
 /// T.6 strips that `hayro-ccitt` rejects get a second chance with the `fax` crate's decoder, which
 /// reads some real-world files hayro stops on; the attempt that decodes more rows wins.
-fn ccitt_strip(
+pub(crate) fn ccitt_strip(
+    strip: &[u8],
+    out: &mut [u8],
+    geo: &Geometry,
+    rows: u32,
+    s: DecodeSettings,
+) -> (u32, Option<String>) {
+    let coding = match s.encoding {
+        EncodingMode::Group3_1D => ccitt::Coding::Mh,
+        EncodingMode::Group3_2D => ccitt::Coding::Mr,
+        EncodingMode::Group4 => ccitt::Coding::Mmr,
+    };
+    let fast = ccitt::decode(
+        strip,
+        out,
+        geo.width,
+        geo.stride,
+        rows,
+        ccitt::Format {
+            coding,
+            eol: s.end_of_line,
+            byte_aligned: s.rows_are_byte_aligned,
+        },
+    );
+    if fast.is_ok() {
+        return (rows, None);
+    }
+    // Not a clean strip: the general decoder, with its damage report, on a cleared buffer.
+    out.fill(0);
+    general_strip(strip, out, geo, rows, s)
+}
+
+/// [`ccitt_strip`] without the fast path: `hayro-ccitt`, then for T.6 the `fax` crate.
+pub(crate) fn general_strip(
     strip: &[u8],
     out: &mut [u8],
     geo: &Geometry,

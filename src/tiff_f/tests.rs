@@ -287,3 +287,134 @@ fn random_ccitt_strips_at_the_size_limit_end_quickly() {
         assert!(start.elapsed() < std::time::Duration::from_secs(20));
     }
 }
+
+/// The general CCITT path's rows, rows decoded and error.
+type General = (Vec<u8>, u32, Option<String>);
+
+/// Both CCITT paths of the reader on one strip: (fast rows, general rows and error).
+fn both_decoders(
+    data: &[u8],
+    width: u32,
+    rows: u32,
+    s: DecodeSettings,
+) -> (Option<Vec<u8>>, General) {
+    let geo = read::Geometry {
+        width,
+        stride: (width as usize).div_ceil(8),
+    };
+    let mut fast = vec![0u8; geo.stride * rows as usize];
+    let format = ccitt::Format {
+        coding: match s.encoding {
+            EncodingMode::Group3_1D => ccitt::Coding::Mh,
+            EncodingMode::Group3_2D => ccitt::Coding::Mr,
+            EncodingMode::Group4 => ccitt::Coding::Mmr,
+        },
+        eol: s.end_of_line,
+        byte_aligned: s.rows_are_byte_aligned,
+    };
+    let ok = ccitt::decode(data, &mut fast, width, geo.stride, rows, format).is_ok();
+    let mut general = vec![0u8; fast.len()];
+    let (got, err) = read::general_strip(data, &mut general, &geo, rows, s);
+    (ok.then_some(fast), (general, got, err))
+}
+
+/// A page that looks like text: white with short black runs, some rows blank.
+fn texty_page(rng: &mut fastrand::Rng, width: u32, height: u32) -> Vec<u8> {
+    let stride = (width as usize).div_ceil(8);
+    let mut data = vec![0u8; stride * height as usize];
+    for row in data.chunks_mut(stride) {
+        if rng.u8(..) < 60 {
+            continue;
+        }
+        let mut x = rng.u32(0..width.min(200) + 1);
+        while x < width {
+            let run = rng.u32(1..12);
+            bits::set_run(row, x, (x + run).min(width));
+            x += run + rng.u32(1..40);
+        }
+    }
+    bits::clear_padding(&mut data, width);
+    data
+}
+
+#[test]
+fn fast_ccitt_decoder_matches_the_general_one() {
+    let mut rng = fastrand::Rng::with_seed(604);
+    for width in [1u32, 5, 8, 9, 63, 64, 65, 200, 1728, 2048, 2432, 2561, 4000] {
+        for k in 0..6 {
+            let height = rng.u32(1..30);
+            let page = if k % 2 == 0 {
+                random_page(&mut rng, width, height)
+            } else {
+                texty_page(&mut rng, width, height)
+            };
+            for (enc, mode, eol) in [
+                (Encoding::Mh, EncodingMode::Group3_1D, true),
+                (Encoding::Mr, EncodingMode::Group3_2D, true),
+                (Encoding::Mmr, EncodingMode::Group4, false),
+            ] {
+                let data = match enc {
+                    Encoding::Mh => encode_mh(&page, width, height),
+                    Encoding::Mr => encode_mr(&page, width, height, 1 + k),
+                    _ => encode_mmr(&page, width, height),
+                }
+                .unwrap();
+                let s = read::ccitt(mode, eol, false);
+                let (fast, (general, got, err)) = both_decoders(&data, width, height, s);
+                assert_eq!(err, None, "{enc:?} width {width}");
+                assert_eq!(got, height);
+                assert_eq!(general, page, "{enc:?} width {width} general");
+                assert_eq!(fast.as_ref(), Some(&page), "{enc:?} width {width} fast");
+                // Damaged copies: wherever the fast path still succeeds, it agrees.
+                for _ in 0..4 {
+                    let mut bad = data.clone();
+                    match rng.u8(0..3) {
+                        0 => bad.truncate(rng.usize(0..bad.len())),
+                        1 => {
+                            let i = rng.usize(0..bad.len());
+                            bad[i] ^= 1 << rng.u8(0..8);
+                        }
+                        _ => bad.iter_mut().for_each(|b| *b = rng.u8(..)),
+                    }
+                    let (fast, (general, got, err)) = both_decoders(&bad, width, height, s);
+                    if let Some(fast) = fast {
+                        if err.is_none() && got == height {
+                            assert_eq!(fast, general, "{enc:?} width {width} damaged");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_ccitt_decoder_is_bounded_on_junk() {
+    let mut rng = fastrand::Rng::with_seed(4);
+    let mut out = vec![0u8; 216 * 50];
+    for _ in 0..3000 {
+        let n = rng.usize(0..400);
+        let junk: Vec<u8> = (0..n).map(|_| rng.u8(..)).collect();
+        for coding in [ccitt::Coding::Mh, ccitt::Coding::Mr, ccitt::Coding::Mmr] {
+            let format = ccitt::Format {
+                coding,
+                eol: rng.bool(),
+                byte_aligned: rng.bool(),
+            };
+            let _ = ccitt::decode(&junk, &mut out, 1728, 216, 50, format);
+        }
+    }
+    // All zeros (fill for ever) is no row; all ones (white 7, black 2, ...) must just end.
+    for b in [0u8, 0xFF] {
+        let junk = vec![b; 100_000];
+        for coding in [ccitt::Coding::Mh, ccitt::Coding::Mr, ccitt::Coding::Mmr] {
+            let format = ccitt::Format {
+                coding,
+                eol: true,
+                byte_aligned: false,
+            };
+            let r = ccitt::decode(&junk, &mut out, 1728, 216, 50, format);
+            assert!(b != 0 || r.is_err());
+        }
+    }
+}
