@@ -484,8 +484,6 @@ async fn serve_picks_up_faxes_dropped_into_the_incoming_directory() {
     std::fs::create_dir_all(&incoming).unwrap();
     std::fs::write(incoming.join("fax1-p1.tif"), fixture("fax-3page-g3.tif")).unwrap();
     std::fs::write(incoming.join("fax1-p2.png"), fixture("scan-page.png")).unwrap();
-    std::fs::write(incoming.join("fax1.job"), "dnis: \"12025550100\"\nani: \"4940123456\"\ntsi: ACME\npages: [fax1-p1.tif, fax1-p2.png]\n")
-        .unwrap();
     // A broken job file is set aside with the reason, not retried forever; one whose page has
     // not arrived yet waits for it.
     std::fs::write(incoming.join("bad.job"), "dnis: [1\npages: nope\n").unwrap();
@@ -494,6 +492,9 @@ async fn serve_picks_up_faxes_dropped_into_the_incoming_directory() {
         "dnis: \"1\"\npages: [late.tif]\n",
     )
     .unwrap();
+    // The complete fax last: the broken ones are seen by the same or an earlier scan.
+    std::fs::write(incoming.join("fax1.job"), "dnis: \"12025550100\"\nani: \"4940123456\"\ntsi: ACME\npages: [fax1-p1.tif, fax1-p2.png]\n")
+        .unwrap();
     let ev = work
         .wait_for(20, "onramp_submitted", |e| e.event == "onramp_submitted")
         .await;
