@@ -140,7 +140,12 @@ pub enum OnrampCommand {
         /// Transmitting subscriber identification reported by the fax modem.
         #[arg(long)]
         tsi: Option<String>,
-        /// Page files: multi-page G3/G4 TIFF, PNG, PBM, JPEG.
+        /// Vertical resolution of raw `.g3` page files (mgetty's), which carry none:
+        /// standard (98 lpi) or fine (196 lpi). Default: from mgetty's file name (`ff…` fine,
+        /// `fn…` standard), else fine.
+        #[arg(long)]
+        g3_resolution: Option<String>,
+        /// Page files: multi-page G3/G4 TIFF, PNG, PBM, JPEG, raw `.g3` (1728 px lines).
         #[arg(required = true)]
         pages: Vec<PathBuf>,
     },
@@ -235,13 +240,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     dnis,
                     ani,
                     tsi,
+                    g3_resolution,
                     pages,
                 },
         } => {
             let cfg = load_config(&config)?;
             let mut bytes = Vec::new();
             for p in &pages {
-                bytes.push(std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?);
+                let b = std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                let raw_g3 = p.extension().is_some_and(|x| x.eq_ignore_ascii_case("g3"));
+                bytes.push(if raw_g3 {
+                    raw_g3_to_tiff(p, &b, g3_resolution.as_deref())?
+                } else {
+                    b
+                });
             }
             let spool = Spool::open(&cfg.spool)?;
             let journal = journal::Journal::open(&cfg.journal)?;
@@ -366,6 +378,30 @@ fn read_journal(cfg: &Config) -> anyhow::Result<Vec<Event>> {
         );
     }
     Ok(events)
+}
+
+/// A raw G3 page file (no header: mgetty's `.g3`) as a TIFF-F the onramp can read. Its line
+/// width is the fax standard 1728 px; its vertical resolution comes from `resolution`, or from
+/// mgetty's file name (`ff…` fine, `fn…` normal), else fine.
+fn raw_g3_to_tiff(path: &Path, bytes: &[u8], resolution: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let y_dpi = match resolution {
+        Some("standard") => 98,
+        Some("fine") => 196,
+        Some(other) => anyhow::bail!("--g3-resolution {other:?}: expected standard or fine"),
+        None if name.starts_with("fn") => 98,
+        None => 196,
+    };
+    let limits = crate::tiff_f::Limits::default();
+    let pages = crate::tiff_f::read_raw_g3(bytes, crate::tiff_f::FAX_WIDTH, y_dpi, &limits)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let opts = crate::tiff_f::WriteOptions {
+        resolution: crate::tiff_f::Resolution::Passthrough,
+        ..Default::default()
+    };
+    Ok(crate::tiff_f::write_tiff_f(&pages, &opts)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        .bytes)
 }
 
 /// `tiff check`: exit 1 unless every file meets profile S or F.

@@ -261,3 +261,43 @@ fn receipts_parse_and_ingest_on_the_postfix_corpus() {
         text(&o.stdout)
     );
 }
+
+#[test]
+fn onramp_submit_takes_mgetty_raw_g3_pages() {
+    let Some(shared) = shared_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gateway.yaml"), SHIPPED).unwrap();
+    let g3 = shared.join("corpus/g3/g3test.g3");
+    let out = t37gw(
+        dir.path(),
+        &[
+            "onramp",
+            "submit",
+            "--dnis",
+            "1",
+            "--ani",
+            "2",
+            g3.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = t37gw(dir.path(), &["jobs", "--json"]);
+    let v: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(v["pages"], 1);
+    let out = t37gw(
+        dir.path(),
+        &[
+            "onramp",
+            "submit",
+            "--dnis",
+            "1",
+            "--ani",
+            "2",
+            "--g3-resolution",
+            "superb",
+            g3.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
