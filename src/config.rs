@@ -63,6 +63,8 @@ struct RawMtaReceive {
     tls_key: Option<S<String>>,
     implicit_tls_listen: Option<S<String>>,
     require_tls: Option<S<bool>>,
+    #[serde(default)]
+    allowed_senders: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +186,9 @@ pub struct MtaReceive {
     pub implicit_tls_listen: Option<SocketAddr>,
     /// Refuse mail until STARTTLS (`530 5.7.0`); default false.
     pub require_tls: bool,
+    /// Senders allowed to send faxes: `user@domain`, `@domain` or `*@domain` (ASCII
+    /// case-insensitive); empty = anyone. The null sender `<>` (reports) is always allowed.
+    pub allowed_senders: Vec<String>,
 }
 
 /// `mta-send`: outgoing mail (onramp mail and DSNs) to the smarthost(s).
@@ -367,6 +372,22 @@ impl Config {
     pub fn onramp_peer(&self, dnis: &str) -> Option<&OnrampPeer> {
         dial_peer::select(&self.onramp_peers, dnis, |p| {
             (&p.destination_pattern, p.preference)
+        })
+    }
+
+    /// True when `sender` (a reverse-path, empty for `<>`) may send faxes here.
+    pub fn sender_allowed(&self, sender: &str) -> bool {
+        let list = &self.mta_receive.allowed_senders;
+        if sender.is_empty() || list.is_empty() {
+            return true;
+        }
+        let s = sender.to_ascii_lowercase();
+        list.iter().any(|a| {
+            if a.starts_with('@') {
+                s.ends_with(a.as_str())
+            } else {
+                &s == a
+            }
         })
     }
 
@@ -564,6 +585,7 @@ impl Validator<'_> {
             tls_key: None,
             implicit_tls_listen: None,
             require_tls: false,
+            allowed_senders: Vec::new(),
         };
         let Some(raw) = raw else { return r };
         if let Some(listen) = raw.listen {
@@ -601,6 +623,18 @@ impl Validator<'_> {
             .map(Duration::from_secs)
             .unwrap_or(r.data_timeout);
         r.maximum_sessions = raw.maximum_sessions.unwrap_or(r.maximum_sessions);
+        for s in &raw.allowed_senders {
+            let v = s.value.trim().to_ascii_lowercase();
+            if !v.contains('@') || v.contains(' ') {
+                self.err(
+                    &s.referenced,
+                    "allowed-senders",
+                    format!("`{}`: expected user@domain, @domain or *@domain", s.value),
+                );
+            }
+            r.allowed_senders
+                .push(v.trim_start_matches('*').to_string());
+        }
         r.maximum_sessions_per_client = raw
             .maximum_sessions_per_client
             .unwrap_or(r.maximum_sessions_per_client);
