@@ -12,7 +12,7 @@ use crate::gateway::Shared;
 use crate::ids;
 use crate::journal::Event;
 use crate::receipts::{self, Correlation, DsnRecipient, OutgoingDsn, ReportKind};
-use crate::smtp::{Backend, Envelope, Recipient, Reply};
+use crate::smtp::{Backend, Envelope, Recipient, Reply, SpoolFile};
 use crate::spool::{OutItem, OutKind, OutRecipient};
 use crate::tiff_f::{self, Limits, WriteOptions};
 use chrono::Utc;
@@ -97,59 +97,79 @@ impl Backend for OfframpBackend {
         classify(&self.shared, &rcpt.address).map(|_| ())
     }
 
+    /// The message is streamed into `spool/offramp/.ID.eml.RANDOM.tmp` (our `Received:` trace
+    /// header, RFC 5321 §4.4, then the message as it arrives).
+    fn open_message(&self, envelope: &Envelope) -> Option<std::io::Result<SpoolFile>> {
+        Some(open_spooled(&self.shared, envelope))
+    }
+
+    /// Commit (group commit: file fsync, rename, directory fsync) and answer `250` only
+    /// after it; `452 4.3.1` when the disk is full, `451 4.3.0` for other errors. The journal's
+    /// `offramp_received` is written by the worker when it picks the message up (the spool
+    /// entry is the record; a crash in between loses nothing).
+    fn data_file(
+        &self,
+        envelope: Envelope,
+        message: SpoolFile,
+    ) -> impl std::future::Future<Output = Reply> + Send {
+        let shared = self.shared.clone();
+        async move {
+            let id = message
+                .name()
+                .strip_suffix(".eml")
+                .unwrap_or_default()
+                .to_string();
+            if let Err(e) = shared.spool.commit_offramp(message, &envelope).await {
+                tracing::error!(job = %id, "spool write failed: {e}");
+                return Reply::storage_error(&e);
+            }
+            shared.offramp_wake.notify_one();
+            Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+        }
+    }
+
+    /// The in-memory path (used only when a message reaches the backend whole): written to
+    /// the same spool file and committed the same way.
     fn data(
         &self,
         envelope: Envelope,
         message: Vec<u8>,
     ) -> impl std::future::Future<Output = Reply> + Send {
-        let shared = self.shared.clone();
+        let opened = open_spooled(&self.shared, &envelope);
+        let this = OfframpBackend::new(self.shared.clone());
         async move {
-            // Messages only for the return address are reports for the receipt tracker.
-            let only_reports = envelope
-                .rcpts
-                .iter()
-                .all(|r| classify(&shared, &r.address) == Ok(Destination::Reports));
-            let id = ids::new_job_id(if only_reports { "RPT" } else { "OFF" });
-            let received = format!(
-                "Received: from {helo} ({addr})\r\n\tby {host} (t37gw) with ESMTP id {id};\r\n\t{date}\r\n",
-                helo = envelope.helo,
-                addr = envelope.client_addr,
-                host = shared.config.hostname,
-                date = Utc::now().to_rfc2822(),
-            );
-            let mut full = Vec::with_capacity(received.len() + message.len());
-            full.extend_from_slice(received.as_bytes());
-            full.extend_from_slice(&message);
-            let message_id = header_message_id(&full);
-            let s2 = shared.clone();
-            let (env2, id2) = (envelope.clone(), id.clone());
-            let stored =
-                tokio::task::spawn_blocking(move || s2.spool.put_offramp(&id2, &env2, &full)).await;
-            match stored {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(job = %id, "spool write failed: {e}");
-                    return if e.raw_os_error() == Some(28) {
-                        Reply::new(452, "4.3.1", "Insufficient system storage")
-                    } else {
-                        Reply::new(451, "4.3.0", "Local error in processing, try again later")
-                    };
+            match opened {
+                Ok(mut file) => {
+                    file.write(&message);
+                    this.data_file(envelope, file).await
                 }
-                Err(_) => {
-                    return Reply::new(451, "4.3.0", "Local error in processing, try again later")
+                Err(e) => {
+                    tracing::error!("spool write failed: {e}");
+                    Reply::storage_error(&e)
                 }
             }
-            shared.record_or_log(received_event(
-                &shared,
-                &id,
-                &envelope,
-                message_id.as_deref(),
-                message.len(),
-            ));
-            shared.offramp_wake.notify_one();
-            Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
         }
     }
+}
+
+/// A new offramp (or report) spool file for `envelope` with the `Received:` header written.
+fn open_spooled(shared: &Shared, envelope: &Envelope) -> std::io::Result<SpoolFile> {
+    // Messages only for the return address are reports for the receipt tracker.
+    let only_reports = envelope
+        .rcpts
+        .iter()
+        .all(|r| classify(shared, &r.address) == Ok(Destination::Reports));
+    let id = ids::new_job_id(if only_reports { "RPT" } else { "OFF" });
+    let received = format!(
+        "Received: from {helo} ({addr})\r\n\tby {host} (t37gw) with ESMTP id {id};\r\n\t{date}\r\n",
+        helo = envelope.helo,
+        addr = envelope.client_addr,
+        host = shared.config.hostname,
+        date = Utc::now().to_rfc2822(),
+    );
+    let mut file = shared.spool.create_offramp(&id)?;
+    file.write(received.as_bytes());
+    Ok(file)
 }
 
 fn received_event(

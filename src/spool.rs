@@ -1,18 +1,38 @@
 //! Durable storage of accepted work: offramp messages (`offramp/`) and the outgoing mail
-//! queue (`outq/`: onramp mail and DSNs), each item a message file `ID.eml` plus its envelope
-//! `ID.json`. Every write is atomic and durable: temp file in the same directory, fsync,
-//! rename, fsync of the directory — the pattern of chasquid's safeio. The envelope is written
-//! last and is the commit marker: an `ID.eml` without `ID.json` is an unfinished write and is
-//! ignored (and cleaned up) on restart.
+//! queue (`outq/`: onramp mail and DSNs). Every write is atomic and durable: temp file in the
+//! same directory, fsync, rename, fsync of the directory — the pattern of chasquid's safeio.
 //!
-//! [`Spool::put_offramp`] is the one seam the SMTP listener's `250` waits on.
+//! Each item is a message file `ID.eml` plus its envelope `ID.json` (for the offramp: RET,
+//! ENVID, NOTIFY, ORCPT, …), renamed into place last as the commit marker: an `ID.eml`
+//! without `ID.json` is an unfinished write, ignored and removed on restart.
+//!
+//! The SMTP listener streams an offramp message into the temp file
+//! `offramp/.ID.eml.RANDOM.tmp` as it arrives ([`Spool::create_offramp`]; the offramp writes
+//! its `Received:` header first), and [`Spool::commit_offramp`] makes message and envelope
+//! durable: the `250` waits on it. The commits of concurrent sessions are grouped: their
+//! files are fsynced together and one directory fsync serves the whole batch.
 
+use crate::smtp::SpoolFile;
 use crate::smtp::{Envelope, Notify, Ret};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long the group committer waits for more commits after the first one of a batch, and
+/// only while other sessions are still writing a message: 1 ms (an idle listener commits at
+/// once).
+pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(1);
+/// Most commits in one batch (one directory fsync).
+pub const GROUP_COMMIT_MAX: usize = 256;
+/// Threads that fsync the files of one batch in parallel (the filesystem journal then
+/// commits them together).
+const FSYNC_THREADS: usize = 4;
 
 /// Write `bytes` to `dir/name` atomically and durably (file and directory fsynced).
 pub fn write_durable(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
@@ -75,6 +95,194 @@ pub struct OutItem {
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
+    /// The offramp's group committer, started by the first commit.
+    committer: Arc<OnceLock<Committer>>,
+}
+
+/// One pending commit: write the envelope `json` to a temp file, fsync both files, rename
+/// `tmp` to `dest` and the envelope to `dest` with `.json`, fsync the directory, answer.
+struct Commit {
+    file: File,
+    tmp: PathBuf,
+    dest: PathBuf,
+    json: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<io::Result<()>>,
+}
+
+/// The group committer: a thread that takes pending commits in batches (what queued while
+/// the previous batch was being synced, plus up to [`GROUP_COMMIT_WINDOW`] while other
+/// sessions are still writing), fsyncs their files, renames them and fsyncs the directory
+/// once for the batch; each commit is answered only after that directory fsync.
+struct Committer {
+    tx: Mutex<mpsc::Sender<Commit>>,
+    /// Messages being written (open [`SpoolFile`]s not yet committed or dropped).
+    writers: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer")
+            .field("writers", &self.writers.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Committer {
+    fn start(dir: PathBuf) -> io::Result<Committer> {
+        let (tx, rx) = mpsc::channel::<Commit>();
+        let writers = Arc::new(AtomicUsize::new(0));
+        let w = writers.clone();
+        std::thread::Builder::new()
+            .name("spool-commit".into())
+            .spawn(move || commit_loop(&dir, &rx, &w))?;
+        Ok(Committer {
+            tx: Mutex::new(tx),
+            writers,
+        })
+    }
+}
+
+fn commit_loop(dir: &Path, rx: &mpsc::Receiver<Commit>, writers: &AtomicUsize) {
+    while let Ok(first) = rx.recv() {
+        let started = Instant::now();
+        let mut batch = vec![first];
+        'collect: while batch.len() < GROUP_COMMIT_MAX {
+            while let Ok(c) = rx.try_recv() {
+                batch.push(c);
+                if batch.len() >= GROUP_COMMIT_MAX {
+                    break 'collect;
+                }
+            }
+            // Wait only while someone is still writing a message that may join the batch.
+            let left = GROUP_COMMIT_WINDOW.saturating_sub(started.elapsed());
+            if writers.load(Ordering::SeqCst) == 0 || left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(left.min(Duration::from_micros(250))) {
+                Ok(c) => batch.push(c),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        commit_batch(dir, batch);
+    }
+}
+
+/// An `io::Error` for every waiter of a batch (`io::Error` is not `Clone`).
+fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), "spool commit failed"),
+    }
+}
+
+/// fsync each file in `files` (several threads: the filesystem journal commits concurrent
+/// syncs together); the results in order.
+fn sync_all_of(files: &[&File]) -> Vec<io::Result<()>> {
+    if files.len() <= 1 {
+        return files.iter().map(|f| f.sync_data()).collect();
+    }
+    let per = files.len().div_ceil(FSYNC_THREADS);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(per)
+            .map(|group| {
+                let handle =
+                    scope.spawn(move || group.iter().map(|f| f.sync_data()).collect::<Vec<_>>());
+                (group.len(), handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(n, h)| {
+                h.join().unwrap_or_else(|_| {
+                    (0..n)
+                        .map(|_| Err(io::Error::other("fsync thread failed")))
+                        .collect()
+                })
+            })
+            .collect()
+    })
+}
+
+/// One commit's envelope temp file, written and ready to fsync.
+fn write_envelope(dir: &Path, c: &Commit) -> io::Result<(File, PathBuf)> {
+    let name = c
+        .dest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.json.{:016x}.tmp", fastrand::u64(..)));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&c.json)?;
+        Ok(f)
+    })();
+    match result {
+        Ok(f) => Ok((f, tmp)),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn commit_batch(dir: &Path, batch: Vec<Commit>) {
+    // Envelopes written, then every file of the batch fsynced together, then the renames
+    // (message, then envelope: the commit marker), then one directory fsync for all.
+    let mut ready = Vec::new();
+    for c in batch {
+        match write_envelope(dir, &c) {
+            Ok(env) => ready.push((c, env)),
+            Err(e) => {
+                let _ = fs::remove_file(&c.tmp);
+                let _ = c.done.send(Err(e));
+            }
+        }
+    }
+    let files: Vec<&File> = ready
+        .iter()
+        .flat_map(|(c, (env, _))| [&c.file, env])
+        .collect();
+    let synced = sync_all_of(&files);
+    let mut renamed = Vec::new();
+    for (i, (c, (_, env_tmp))) in ready.into_iter().enumerate() {
+        let json_dest = c.dest.with_extension("json");
+        let result = match (synced.get(2 * i), synced.get(2 * i + 1)) {
+            (Some(Ok(())), Some(Ok(()))) => {
+                fs::rename(&c.tmp, &c.dest).and_then(|()| fs::rename(&env_tmp, &json_dest))
+            }
+            (Some(Err(e)), _) | (_, Some(Err(e))) => Err(copy_error(e)),
+            _ => Err(io::Error::other("fsync result missing")),
+        };
+        match result {
+            Ok(()) => renamed.push((c, json_dest)),
+            Err(e) => {
+                for p in [&c.tmp, &env_tmp, &c.dest] {
+                    let _ = fs::remove_file(p);
+                }
+                let _ = c.done.send(Err(e));
+            }
+        }
+    }
+    if renamed.is_empty() {
+        return;
+    }
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Ok(()) => {
+            for (c, _) in renamed {
+                let _ = c.done.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            // Not known to be durable: take them back (the client will retry), best effort.
+            for (c, json_dest) in renamed {
+                let _ = fs::remove_file(&json_dest);
+                let _ = fs::remove_file(&c.dest);
+                let _ = c.done.send(Err(copy_error(&e)));
+            }
+        }
+    }
 }
 
 impl Spool {
@@ -85,6 +293,7 @@ impl Spool {
         }
         Ok(Spool {
             root: root.to_path_buf(),
+            committer: Arc::new(OnceLock::new()),
         })
     }
 
@@ -123,7 +332,9 @@ impl Spool {
         }
     }
 
-    /// Store an accepted offramp message and its envelope durably (the `250` seam).
+    /// Store an accepted offramp message and its envelope durably in one call (files and
+    /// directory fsynced; no group commit). The listener streams instead
+    /// ([`Spool::create_offramp`], [`Spool::commit_offramp`]).
     pub fn put_offramp(&self, id: &str, envelope: &Envelope, message: &[u8]) -> io::Result<()> {
         let dir = self.dir("offramp");
         write_durable(&dir, &format!("{id}.eml"), message)?;
@@ -134,12 +345,69 @@ impl Spool {
         )
     }
 
+    /// Start the spool file of an incoming offramp message `id`: the temp file
+    /// `offramp/.ID.eml.RANDOM.tmp`; the message octets follow with [`SpoolFile::write`].
+    /// Nothing is visible to the worker before [`Spool::commit_offramp`]; dropped, the temp
+    /// file is removed.
+    ///
+    /// Errors: the temp file cannot be created (ENOSPC, EACCES, …).
+    pub fn create_offramp(&self, id: &str) -> io::Result<SpoolFile> {
+        let mut file = SpoolFile::create(&self.dir("offramp"), &format!("{id}.eml"), b"")?;
+        file.track(self.committer()?.writers.clone());
+        Ok(file)
+    }
+
+    fn committer(&self) -> io::Result<&Committer> {
+        if let Some(c) = self.committer.get() {
+            return Ok(c);
+        }
+        let started = Committer::start(self.dir("offramp"))?;
+        // A racing first commit may have won; then `started`'s thread ends with its channel.
+        Ok(self.committer.get_or_init(|| started))
+    }
+
+    /// Make a message written with [`Spool::create_offramp`] and its `envelope` durable:
+    /// the message's octets written out, the envelope written to a temp file, both fsynced,
+    /// renamed to `offramp/ID.eml` and then `offramp/ID.json` (the commit marker), and the
+    /// directory fsynced (grouped with the commits of concurrent sessions,
+    /// [`GROUP_COMMIT_WINDOW`]). Resolves only after the directory fsync; `Ok` is the
+    /// listener's licence to send `250` (RFC 5321 §4.1.1.4, INTERFACE.md "Delivery
+    /// semantics").
+    ///
+    /// Errors: any write, fsync or rename error (ENOSPC → `452 4.3.1`, others `451 4.3.0`);
+    /// the temp files are removed and nothing is committed.
+    pub async fn commit_offramp(&self, mut file: SpoolFile, envelope: &Envelope) -> io::Result<()> {
+        file.finish()?;
+        let json = serde_json::to_vec_pretty(envelope)?;
+        let committer = self.committer()?;
+        let (file, tmp, dest) = file.into_commit()?;
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let sent = committer
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Commit {
+                file,
+                tmp,
+                dest,
+                json,
+                done,
+            });
+        if let Err(mpsc::SendError(c)) = sent {
+            let _ = fs::remove_file(&c.tmp);
+            return Err(io::Error::other("spool committer stopped"));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(io::Error::other("spool committer stopped")))
+    }
+
     /// Committed offramp ids, oldest first (by name: ids start with a timestamp).
     pub fn list_offramp(&self) -> io::Result<Vec<String>> {
         list_ids(&self.dir("offramp"))
     }
 
-    /// Load one offramp message.
+    /// Load one offramp message: its envelope and the full message octets (with the
+    /// `Received:` header the offramp prepended).
     pub fn load_offramp(&self, id: &str) -> io::Result<(Envelope, Vec<u8>)> {
         let dir = self.dir("offramp");
         let env: Envelope = serde_json::from_slice(&fs::read(dir.join(format!("{id}.json")))?)?;
@@ -233,5 +501,58 @@ mod tests {
         assert_eq!(m, b"Subject: x\r\n\r\nhi\r\n");
         spool.remove_offramp("OFF-1").unwrap();
         assert!(spool.list_offramp().unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streamed_messages_commit_in_groups_and_drop_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let env = Envelope {
+            mail_from: "a@b".into(),
+            envid: Some("E1".into()),
+            ..Default::default()
+        };
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let (spool, env) = (spool.clone(), env.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut f = spool.create_offramp(&format!("OFF-{i:02}")).unwrap();
+                f.write(b"Received: x\r\n");
+                f.write(format!("Subject: {i}\r\n\r\n").as_bytes());
+                f.write(&vec![b'x'; 100_000]);
+                spool.commit_offramp(f, &env).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let ids = spool.list_offramp().unwrap();
+        assert_eq!(ids.len(), 20);
+        let (e, m) = spool.load_offramp("OFF-07").unwrap();
+        assert_eq!(e.envid.as_deref(), Some("E1"));
+        assert!(m.starts_with(b"Received: x\r\nSubject: 7\r\n\r\n"));
+        assert_eq!(m.len(), 13 + 14 + 100_000);
+        // An abandoned message leaves nothing behind.
+        let f = spool.create_offramp("OFF-99").unwrap();
+        let tmp = f.temp_path().to_path_buf();
+        assert!(tmp.exists());
+        drop(f);
+        assert!(!tmp.exists());
+        assert_eq!(spool.list_offramp().unwrap().len(), 20);
+        assert_eq!(spool.committer().unwrap().writers.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_crash_before_the_rename_leaves_only_a_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let mut f = spool.create_offramp("OFF-1").unwrap();
+        f.write(b"Subject: x\r\n\r\n");
+        f.finish().unwrap();
+        // What kill -9 leaves: the temp file, never renamed.
+        std::mem::forget(f);
+        assert!(spool.list_offramp().unwrap().is_empty());
+        spool.clean_unfinished();
+        assert_eq!(fs::read_dir(dir.path().join("offramp")).unwrap().count(), 0);
     }
 }

@@ -5,6 +5,7 @@
 use super::limits::{ClientLimits, ClientPermit};
 use super::proto::{ChunkReader, DataReader, LineEvent, LineReader};
 use super::session::{Next, Session};
+use super::sink::Body;
 use super::{tls, Backend, ListenerConfig, Reply};
 use std::io;
 use std::net::SocketAddr;
@@ -373,8 +374,16 @@ async fn drive<B: Backend>(
             }
             Next::Data => {
                 conn.flush().await?;
+                // Streamed to the backend's spool file as it arrives (or kept in memory for a
+                // backend without one); dropped unfinished, the temp file goes away.
+                let mut body = Body::open(backend, session.envelope());
                 let mut reader = DataReader::new(config.max_message_size);
-                while !reader.feed(&mut conn.input) {
+                loop {
+                    let done = reader.feed(&mut conn.input);
+                    reader.drain_to(&mut body);
+                    if done {
+                        break;
+                    }
                     // Inside DATA shutdown waits: the message is read to its end first.
                     match read_inside_message(conn, session, &config).await? {
                         Some(()) => {}
@@ -382,10 +391,7 @@ async fn drive<B: Backend>(
                     }
                 }
                 match session.data_end(reader.flaws()) {
-                    Ok(envelope) => backend
-                        .data(envelope, reader.into_message())
-                        .await
-                        .normalized(),
+                    Ok(envelope) => body.deliver(backend, envelope).await,
                     Err(reply) => reply,
                 }
             }
@@ -398,7 +404,7 @@ async fn drive<B: Backend>(
                     }
                 }
                 match session.chunk_end(size, reader.overflow()) {
-                    Ok((envelope, message)) => backend.data(envelope, message).await.normalized(),
+                    Ok((envelope, body)) => body.deliver(backend, envelope).await,
                     Err(output) => {
                         for reply in &output.replies {
                             conn.queue(reply);

@@ -7,6 +7,7 @@
 //! - `auth`: the AUTH PLAIN / LOGIN exchanges (RFC 4954, RFC 4616).
 //! - `tls`: the rustls server configuration built from [`TlsConfig`].
 //! - `limits`: per-client connection cap and connection rate.
+//! - `sink`: [`SpoolFile`], a message streamed to a spool temp file through a bounded buffer.
 //! - `listener`: [`serve`] and [`serve_tls`], the tokio accept loop, timeouts and shutdown.
 
 use serde::{Deserialize, Serialize};
@@ -20,10 +21,12 @@ mod listener;
 mod proto;
 pub mod reply;
 mod session;
+mod sink;
 mod tls;
 
 pub use listener::{serve, serve_tls};
 pub use reply::Reply;
+pub use sink::{SpoolFile, WRITE_BUFFER};
 
 /// RET parameter of MAIL FROM (RFC 3461 §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +103,37 @@ pub trait Backend: Send + Sync + 'static {
     /// code outside 200..=599 becomes `451 4.3.0` and a missing or wrong-class enhanced code
     /// becomes `X.0.0` ([`Reply::normalized`]). Its text must hold no internal error detail.
     fn data(&self, envelope: Envelope, message: Vec<u8>) -> impl Future<Output = Reply> + Send;
+    /// Where the message of `envelope` is streamed while it is received, asked once its DATA
+    /// (RFC 5321 §4.1.1.4) or first BDAT chunk (RFC 3030 §2) starts, with every recipient
+    /// known. `Some(Ok(file))`: the octets go to `file` through its bounded buffer
+    /// ([`WRITE_BUFFER`] octets), never whole in memory, and [`Backend::data_file`] gets it.
+    /// `Some(Err(_))`: the message is still read to its end, then answered `452 4.3.1` (disk
+    /// full) or `451 4.3.0` ([`Reply::storage_error`]). Default `None`: the message is
+    /// collected in memory and handed to [`Backend::data`].
+    fn open_message(&self, _envelope: &Envelope) -> Option<std::io::Result<SpoolFile>> {
+        None
+    }
+    /// Store the message streamed into `message` (opened by [`Backend::open_message`],
+    /// completely written, not yet fsynced) durably and return the reply to the final dot or
+    /// `BDAT LAST`: `250` only once message and envelope are fsynced (file and directory),
+    /// else `451 4.3.0` / `452 4.3.1`. The message octets are as for [`Backend::data`].
+    /// Default: read the file back and call [`Backend::data`] (the temp file is removed).
+    fn data_file(
+        &self,
+        envelope: Envelope,
+        message: SpoolFile,
+    ) -> impl Future<Output = Reply> + Send {
+        async move {
+            let mut message = message;
+            match message.read_message() {
+                Ok(bytes) => {
+                    drop(message);
+                    self.data(envelope, bytes).await
+                }
+                Err(error) => Reply::storage_error(&error),
+            }
+        }
+    }
     /// Check AUTH PLAIN / LOGIN credentials (RFC 4954; asked only over TLS and only when
     /// [`ListenerConfig::auth`] or [`ListenerConfig::require_auth`] is set). `true` →
     /// `235 2.7.0`, `false` → `535 5.7.8`. Default: refuse everyone.

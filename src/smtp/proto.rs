@@ -124,7 +124,9 @@ pub(crate) struct DataFlaws {
 /// [`DataFlaws`]. A leading dot of a line is removed (transparency, §4.5.2). The message
 /// keeps the CRLF before the final dot. Past `max_size` octets (counted after unstuffing, as
 /// RFC 1870 §4 counts) the rest is read and dropped, so the session stays in step and can
-/// answer `552 5.3.4` after the dot. Memory: at most `max_size` octets of message.
+/// answer `552 5.3.4` after the dot. Memory: the octets framed since the last
+/// [`DataReader::drain_to`] (the listener drains after every read, so one read's worth), or
+/// at most `max_size` octets when never drained.
 #[derive(Debug)]
 pub(crate) struct DataReader {
     state: DataState,
@@ -164,8 +166,17 @@ impl DataReader {
     }
 
     /// The message read so far (empty when oversize).
+    #[cfg(test)]
     pub(crate) fn into_message(self) -> Vec<u8> {
         self.message
+    }
+
+    /// Move the message octets framed so far to `out` (a spool file, or memory).
+    pub(crate) fn drain_to(&mut self, out: &mut impl super::sink::Out) {
+        if !self.message.is_empty() {
+            out.put(&self.message);
+            self.message.clear();
+        }
     }
 
     fn emit(&mut self, bytes: &[u8]) {
@@ -285,7 +296,7 @@ impl ChunkReader {
 
     /// Move chunk octets from the front of `input` to `out` (dropping what does not fit);
     /// true once the whole chunk was read.
-    pub(crate) fn feed(&mut self, input: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
+    pub(crate) fn feed(&mut self, input: &mut Vec<u8>, out: &mut impl super::sink::Out) -> bool {
         let take = usize::try_from(self.left)
             .unwrap_or(usize::MAX)
             .min(input.len());
@@ -293,7 +304,9 @@ impl ChunkReader {
         if keep < take {
             self.overflow = true;
         }
-        out.extend_from_slice(&input[..keep]);
+        if keep > 0 {
+            out.put(&input[..keep]);
+        }
         self.room -= keep;
         input.drain(..take);
         self.left -= take as u64;

@@ -107,6 +107,18 @@ impl Reply {
             "Requested action aborted: local error in processing",
         )
     }
+
+    /// `452 4.3.1 Insufficient system storage` (RFC 5321 §4.2.3 452, RFC 3463 X.3.1) when
+    /// `error` is ENOSPC or EDQUOT (disk or quota full), else [`Reply::local_error`]
+    /// (`451 4.3.0`). The error text itself is never sent.
+    pub fn storage_error(error: &std::io::Error) -> Reply {
+        match error.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                Reply::new(452, "4.3.1", "Insufficient system storage")
+            }
+            _ => Reply::local_error(),
+        }
+    }
 }
 
 /// `class.subject.detail` with class matching the basic code, subject 0..=999, detail

@@ -5,6 +5,7 @@
 use super::auth::{self, Sasl, Step};
 use super::proto::DataFlaws;
 use super::reply::Offer;
+use super::sink::Body;
 use super::{Backend, BareLineEnding, Envelope, ListenerConfig, Notify, Recipient, Reply, Ret};
 use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
 use std::sync::Arc;
@@ -70,8 +71,9 @@ pub(crate) struct Session {
     /// What the BDAT chunk being read gets: `Ok(last)` to keep it, or the refusal sent after
     /// it.
     chunk: Option<Result<bool, Reply>>,
-    /// The octets of this transaction's BDAT chunks, verbatim, at most `max_message_size`.
-    chunks: Vec<u8>,
+    /// The octets of this transaction's BDAT chunks, verbatim, at most `max_message_size`:
+    /// streamed to the backend's spool file ([`Backend::open_message`]) or kept in memory.
+    chunks: Body,
 }
 
 /// ESMTP parameters of MAIL we parse but do not offer in EHLO; RFC 5321 §4.1.1.11 → 555.
@@ -84,6 +86,11 @@ const MAIL_UNOFFERED: u64 = smtp_proto::MAIL_BODY_BINARYMIME
     | smtp_proto::MAIL_BY_TRACE;
 
 impl Session {
+    /// The transaction's envelope so far (all recipients known once DATA is accepted).
+    pub(crate) fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
     /// A new session for the peer `client_addr` (`ip:port`).
     /// `tls`: the connection is already encrypted (implicit TLS).
     pub(crate) fn new(config: Arc<ListenerConfig>, client_addr: String, tls: bool) -> Session {
@@ -101,7 +108,7 @@ impl Session {
             messages: 0,
             chunking: false,
             chunk: None,
-            chunks: Vec::new(),
+            chunks: Body::default(),
         }
     }
 
@@ -196,7 +203,7 @@ impl Session {
             Request::Bdat {
                 chunk_size,
                 is_last,
-            } => return self.bdat(chunk_size as u64, is_last),
+            } => return self.bdat(chunk_size as u64, is_last, backend),
             Request::StartTls => self.starttls(line),
             Request::Auth {
                 mechanism,
@@ -275,7 +282,7 @@ impl Session {
         self.sasl = None;
         self.chunking = false;
         self.chunk = None;
-        self.chunks = Vec::new();
+        self.chunks = Body::default();
     }
 
     /// Whether AUTH may start now (RFC 4954 §4).
@@ -339,7 +346,7 @@ impl Session {
             ..Envelope::default()
         };
         self.chunking = false;
-        self.chunks = Vec::new();
+        self.chunks = Body::default();
         if self.state != State::Connected {
             self.state = State::Ready;
         }
@@ -522,13 +529,18 @@ impl Session {
 
     /// BDAT (RFC 3030 §2): the chunk is always read (a refused one too); the reply comes
     /// after it from [`Session::chunk_end`].
-    fn bdat(&mut self, size: u64, last: bool) -> Output {
+    fn bdat<B: Backend>(&mut self, size: u64, last: bool, backend: &B) -> Output {
         let verdict = match self.state {
             State::Rcpt => Ok(last),
             State::Connected | State::Ready => Err(Reply::bad_sequence("send MAIL and RCPT first")),
             State::Mail => Err(Reply::bad_sequence("no valid recipients")),
         };
         if verdict.is_ok() {
+            if !self.chunking {
+                // The first chunk: the recipients are known, the message goes to the backend's
+                // spool file from here on.
+                self.chunks = Body::open(backend, &self.envelope);
+            }
             self.chunking = true;
         }
         self.chunk = Some(verdict);
@@ -551,7 +563,7 @@ impl Session {
     }
 
     /// Where the chunk's kept octets go.
-    pub(crate) fn chunk_buffer(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn chunk_buffer(&mut self) -> &mut Body {
         &mut self.chunks
     }
 
@@ -564,7 +576,7 @@ impl Session {
         &mut self,
         size: u64,
         overflow: bool,
-    ) -> Result<(Envelope, Vec<u8>), Output> {
+    ) -> Result<(Envelope, Body), Output> {
         let last = match self.chunk.take() {
             Some(Ok(last)) => last,
             Some(Err(reply)) => return Err(self.finish(reply, Next::Command)),
