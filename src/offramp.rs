@@ -93,6 +93,20 @@ impl OfframpBackend {
 }
 
 impl Backend for OfframpBackend {
+    /// `mta-receive.allowed-senders`: others get `550 5.7.1` (RFC 3463: delivery not
+    /// authorized); the null reverse-path of reports is always accepted (RFC 5321 §4.5.5).
+    fn mail(&self, envelope: &Envelope) -> Result<(), Reply> {
+        if self.shared.config.sender_allowed(&envelope.mail_from) {
+            Ok(())
+        } else {
+            Err(Reply::new(
+                550,
+                "5.7.1",
+                "Sender not allowed to send faxes here",
+            ))
+        }
+    }
+
     fn rcpt(&self, _envelope: &Envelope, rcpt: &Recipient) -> Result<(), Reply> {
         classify(&self.shared, &rcpt.address).map(|_| ())
     }

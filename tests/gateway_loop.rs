@@ -730,3 +730,41 @@ async fn the_usual_relay_tricks_are_refused() {
     gw.shutdown().await;
     assert!(!work.events().iter().any(|e| e.event == "offramp_received"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_senders_refuse_others_but_never_the_null_sender() {
+    let work = Workdir::new();
+    let gw = start(&work, |t| {
+        t.replace(
+            "allowed-senders: []",
+            "allowed-senders: [\"@client.example\", boss@corp.example]",
+        )
+    })
+    .await;
+    let addr = gw.local_addr;
+    let replies = tokio::task::spawn_blocking(move || {
+        dialog(
+            addr,
+            &[
+                "EHLO client.example",
+                "MAIL FROM:<someone@elsewhere.example>",
+                "MAIL FROM:<alice@CLIENT.example>",
+                "RSET",
+                "MAIL FROM:<boss@corp.example>",
+                "RSET",
+                "MAIL FROM:<>",
+                "QUIT",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(replies[2].starts_with("550 5.7.1"), "{replies:?}");
+    assert!(replies[3].starts_with("250"), "{replies:?}");
+    assert!(replies[5].starts_with("250"), "{replies:?}");
+    assert!(
+        replies[7].starts_with("250"),
+        "null sender always accepted: {replies:?}"
+    );
+    gw.shutdown().await;
+}
