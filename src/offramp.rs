@@ -407,11 +407,12 @@ async fn fax_one(
         };
     }
     if let Some(mid) = message_id {
-        if let Some(other) = shared
+        // Bind first: the index lock must be released before `record_or_log` takes it again.
+        let already = shared
             .index()
             .already_faxed(mid, number)
-            .map(str::to_string)
-        {
+            .map(str::to_string);
+        if let Some(other) = already {
             if other != id {
                 shared.record_or_log(
                     Event::new(id, "offramp_duplicate")

@@ -205,7 +205,6 @@ fn kill9(server: &mut Server) {
 }
 
 #[test]
-#[ignore = "deadlocks the gateway until offramp::fax_one stops holding the index lock across record_or_log on the offramp_duplicate path (see the report of the durability branch); run with --ignored"]
 fn kill_9_in_a_loop_loses_nothing_and_faxes_each_message_once() {
     let work = Workdir::new();
     let port = free_port();
@@ -317,7 +316,6 @@ fn kill_9_in_a_loop_loses_nothing_and_faxes_each_message_once() {
 /// same Message-ID to the same number, one fax, and the second copy journalled as
 /// `offramp_duplicate` (INTERFACE.md "Delivery semantics").
 #[test]
-#[ignore = "deadlocks the gateway until offramp::fax_one stops holding the index lock across record_or_log on the offramp_duplicate path (see the report of the durability branch); run with --ignored"]
 fn a_resent_message_is_faxed_once() {
     let work = Workdir::new();
     let port = free_port();
