@@ -25,6 +25,22 @@ fn ingest(dir: &Path, folder: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A gateway directory with the shipped config and an empty journal, and the folder's
+/// `answers.json` entries.
+fn setup(folder: &Path) -> (Vec<serde_json::Value>, tempfile::TempDir, Journal) {
+    let answers: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("answers.json")).unwrap())
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gateway.yaml"),
+        include_str!("../gateway.yaml"),
+    )
+    .unwrap();
+    let journal = Journal::open(&dir.path().join("journal.jsonl")).unwrap();
+    (answers.as_array().unwrap().clone(), dir, journal)
+}
+
 fn rcpt_address(rcpt_line: &str) -> String {
     // "RCPT TO:<alice@example.test> NOTIFY=..." → alice@example.test
     rcpt_line
@@ -39,17 +55,8 @@ fn rcpt_address(rcpt_line: &str) -> String {
 fn postfix_dsns_correlate_to_the_answers() {
     let Some(shared) = shared_dir() else { return };
     let folder = shared.join("corpus/postfix-dsn");
-    let answers: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("answers.json")).unwrap())
-            .unwrap();
-    let answers = answers.as_array().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gateway.yaml"),
-        include_str!("../gateway.yaml"),
-    )
-    .unwrap();
-    let journal = Journal::open(&dir.path().join("journal.jsonl")).unwrap();
+    let (answers, dir, journal) = setup(&folder);
+    let answers = &answers;
     let mut seeded = std::collections::HashSet::new();
     for a in answers {
         let job = a["job"].as_str().unwrap();
@@ -116,17 +123,8 @@ fn postfix_dsns_correlate_to_the_answers() {
 fn dovecot_reports_correlate_to_the_answers() {
     let Some(shared) = shared_dir() else { return };
     let folder = shared.join("corpus/dovecot-reports");
-    let answers: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("answers.json")).unwrap())
-            .unwrap();
-    let answers = answers.as_array().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gateway.yaml"),
-        include_str!("../gateway.yaml"),
-    )
-    .unwrap();
-    let journal = Journal::open(&dir.path().join("journal.jsonl")).unwrap();
+    let (answers, dir, journal) = setup(&folder);
+    let answers = &answers;
     let mut seeded = std::collections::HashSet::new();
     for a in answers {
         if let (Some(job), Some(mid)) = (
