@@ -227,7 +227,7 @@ impl Gateway {
                 }
             }));
         }
-        tasks.push(tokio::spawn(offramp_loop(shared.clone(), rx.clone())));
+        tasks.push(spawn_offramp_worker(shared.clone(), rx.clone())?);
         tasks.push(tokio::spawn(outq_loop(shared.clone(), rx.clone())));
         tasks.push(tokio::spawn(incoming_loop(shared.clone(), rx)));
         tracing::info!(%local_addr, hostname = %shared.config.hostname, "gateway started");
@@ -257,6 +257,58 @@ async fn tick(shutdown: &mut watch::Receiver<bool>, wake: &Notify, period: Durat
         _ = tokio::time::sleep(period) => {}
     }
     !*shutdown.borrow()
+}
+
+/// Nice value of the offramp worker's thread (and of the threads it starts to convert pages):
+/// accepting mail comes first, so the listener's replies do not wait on TIFF conversion.
+/// The fax line is the slow part of the offramp in any case.
+pub const OFFRAMP_WORKER_NICE: i32 = 10;
+
+/// Start the offramp worker ([`offramp_loop`]) on its own thread with a single-threaded
+/// runtime, at [`OFFRAMP_WORKER_NICE`]: decoding and re-encoding TIFF is CPU work that
+/// must not hold the listener's runtime threads. The returned task ends when the worker does.
+///
+/// Errors: the thread or its runtime cannot be created.
+fn spawn_offramp_worker(
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("offramp-worker".into())
+        .spawn(move || {
+            lower_thread_priority(OFFRAMP_WORKER_NICE);
+            runtime.block_on(offramp_loop(shared, shutdown));
+            let _ = done_tx.send(());
+        })?;
+    Ok(tokio::spawn(async move {
+        let _ = done_rx.await;
+    }))
+}
+
+/// Raise the calling thread's nice value by `nice` (Linux: `setpriority(2)` on the thread id
+/// sets one thread's priority; threads it starts inherit it). Best effort: failure is logged.
+fn lower_thread_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+            libc::setpriority(libc::PRIO_PROCESS, tid, now.saturating_add(nice))
+        };
+        if rc != 0 {
+            tracing::debug!(
+                "cannot lower the offramp worker's priority: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 async fn offramp_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {

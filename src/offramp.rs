@@ -111,8 +111,8 @@ impl Backend for OfframpBackend {
         classify(&self.shared, &rcpt.address).map(|_| ())
     }
 
-    /// The message is streamed into `spool/offramp/.ID.eml.RANDOM.tmp` (our `Received:` trace
-    /// header, RFC 5321 §4.4, then the message as it arrives).
+    /// The message is streamed into `spool/offramp/.ID.msg.RANDOM.tmp` (the envelope line, our
+    /// `Received:` trace header, RFC 5321 §4.4, then the message as it arrives).
     fn open_message(&self, envelope: &Envelope) -> Option<std::io::Result<SpoolFile>> {
         Some(open_spooled(&self.shared, envelope))
     }
@@ -123,17 +123,17 @@ impl Backend for OfframpBackend {
     /// entry is the record; a crash in between loses nothing).
     fn data_file(
         &self,
-        envelope: Envelope,
+        _envelope: Envelope,
         message: SpoolFile,
     ) -> impl std::future::Future<Output = Reply> + Send {
         let shared = self.shared.clone();
         async move {
             let id = message
                 .name()
-                .strip_suffix(".eml")
+                .strip_suffix(".msg")
                 .unwrap_or_default()
                 .to_string();
-            if let Err(e) = shared.spool.commit_offramp(message, &envelope).await {
+            if let Err(e) = shared.spool.commit_offramp(message).await {
                 tracing::error!(job = %id, "spool write failed: {e}");
                 return Reply::storage_error(&e);
             }
@@ -181,7 +181,7 @@ fn open_spooled(shared: &Shared, envelope: &Envelope) -> std::io::Result<SpoolFi
         host = shared.config.hostname,
         date = Utc::now().to_rfc2822(),
     );
-    let mut file = shared.spool.create_offramp(&id)?;
+    let mut file = shared.spool.create_offramp(&id, envelope)?;
     file.write(received.as_bytes());
     Ok(file)
 }

@@ -2,15 +2,20 @@
 //! queue (`outq/`: onramp mail and DSNs). Every write is atomic and durable: temp file in the
 //! same directory, fsync, rename, fsync of the directory — the pattern of chasquid's safeio.
 //!
-//! Each item is a message file `ID.eml` plus its envelope `ID.json` (for the offramp: RET,
-//! ENVID, NOTIFY, ORCPT, …), renamed into place last as the commit marker: an `ID.eml`
-//! without `ID.json` is an unfinished write, ignored and removed on restart.
+//! An offramp message is one file, `offramp/ID.msg`: its envelope (RET, ENVID, NOTIFY,
+//! ORCPT, …) as one line of compact JSON, then `\n`, then the message octets. One file per
+//! message means one file fsync per message: the rename into place is the commit.
+//! (Spools written by earlier versions, `ID.eml` plus `ID.json`, are still read; an `ID.eml`
+//! without its `ID.json` is an unfinished write of that format, removed on restart.)
+//!
+//! An outgoing queue item is a message file `ID.eml` plus its envelope `ID.json`, renamed into
+//! place last as the commit marker (the envelope is rewritten after each attempt).
 //!
 //! The SMTP listener streams an offramp message into the temp file
-//! `offramp/.ID.eml.RANDOM.tmp` as it arrives ([`Spool::create_offramp`]; the offramp writes
-//! its `Received:` header first), and [`Spool::commit_offramp`] makes message and envelope
-//! durable: the `250` waits on it. The commits of concurrent sessions are grouped: their
-//! files are fsynced together and one directory fsync serves the whole batch.
+//! `offramp/.ID.msg.RANDOM.tmp` as it arrives ([`Spool::create_offramp`] writes the envelope
+//! line, the offramp its `Received:` header), and [`Spool::commit_offramp`] makes it durable:
+//! the `250` waits on it. The commits of concurrent sessions are grouped: their files are
+//! fsynced together and one directory fsync serves the whole batch.
 
 use crate::smtp::SpoolFile;
 use crate::smtp::{Envelope, Notify, Ret};
@@ -99,13 +104,11 @@ pub struct Spool {
     committer: Arc<OnceLock<Committer>>,
 }
 
-/// One pending commit: write the envelope `json` to a temp file, fsync both files, rename
-/// `tmp` to `dest` and the envelope to `dest` with `.json`, fsync the directory, answer.
+/// One pending commit: fsync the file, rename `tmp` to `dest`, fsync the directory, answer.
 struct Commit {
     file: File,
     tmp: PathBuf,
     dest: PathBuf,
-    json: Vec<u8>,
     done: tokio::sync::oneshot::Sender<io::Result<()>>,
 }
 
@@ -205,62 +208,17 @@ fn sync_all_of(files: &[&File]) -> Vec<io::Result<()>> {
     })
 }
 
-/// One commit's envelope temp file, written and ready to fsync.
-fn write_envelope(dir: &Path, c: &Commit) -> io::Result<(File, PathBuf)> {
-    let name = c
-        .dest
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.json.{:016x}.tmp", fastrand::u64(..)));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(&c.json)?;
-        Ok(f)
-    })();
-    match result {
-        Ok(f) => Ok((f, tmp)),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
 fn commit_batch(dir: &Path, batch: Vec<Commit>) {
-    // Envelopes written, then every file of the batch fsynced together, then the renames
-    // (message, then envelope: the commit marker), then one directory fsync for all.
-    let mut ready = Vec::new();
-    for c in batch {
-        match write_envelope(dir, &c) {
-            Ok(env) => ready.push((c, env)),
-            Err(e) => {
-                let _ = fs::remove_file(&c.tmp);
-                let _ = c.done.send(Err(e));
-            }
-        }
-    }
-    let files: Vec<&File> = ready
-        .iter()
-        .flat_map(|(c, (env, _))| [&c.file, env])
-        .collect();
+    // Every file of the batch fsynced together, then the renames (the commit), then one
+    // directory fsync for all.
+    let files: Vec<&File> = batch.iter().map(|c| &c.file).collect();
     let synced = sync_all_of(&files);
     let mut renamed = Vec::new();
-    for (i, (c, (_, env_tmp))) in ready.into_iter().enumerate() {
-        let json_dest = c.dest.with_extension("json");
-        let result = match (synced.get(2 * i), synced.get(2 * i + 1)) {
-            (Some(Ok(())), Some(Ok(()))) => {
-                fs::rename(&c.tmp, &c.dest).and_then(|()| fs::rename(&env_tmp, &json_dest))
-            }
-            (Some(Err(e)), _) | (_, Some(Err(e))) => Err(copy_error(e)),
-            _ => Err(io::Error::other("fsync result missing")),
-        };
-        match result {
-            Ok(()) => renamed.push((c, json_dest)),
+    for (c, result) in batch.into_iter().zip(synced) {
+        match result.and_then(|()| fs::rename(&c.tmp, &c.dest)) {
+            Ok(()) => renamed.push(c),
             Err(e) => {
-                for p in [&c.tmp, &env_tmp, &c.dest] {
-                    let _ = fs::remove_file(p);
-                }
+                let _ = fs::remove_file(&c.tmp);
                 let _ = c.done.send(Err(e));
             }
         }
@@ -270,14 +228,13 @@ fn commit_batch(dir: &Path, batch: Vec<Commit>) {
     }
     match File::open(dir).and_then(|d| d.sync_all()) {
         Ok(()) => {
-            for (c, _) in renamed {
+            for c in renamed {
                 let _ = c.done.send(Ok(()));
             }
         }
         Err(e) => {
             // Not known to be durable: take them back (the client will retry), best effort.
-            for (c, json_dest) in renamed {
-                let _ = fs::remove_file(&json_dest);
+            for c in renamed {
                 let _ = fs::remove_file(&c.dest);
                 let _ = c.done.send(Err(copy_error(&e)));
             }
@@ -332,27 +289,24 @@ impl Spool {
         }
     }
 
-    /// Store an accepted offramp message and its envelope durably in one call (files and
+    /// Store an accepted offramp message with its envelope durably in one call (file and
     /// directory fsynced; no group commit). The listener streams instead
     /// ([`Spool::create_offramp`], [`Spool::commit_offramp`]).
     pub fn put_offramp(&self, id: &str, envelope: &Envelope, message: &[u8]) -> io::Result<()> {
-        let dir = self.dir("offramp");
-        write_durable(&dir, &format!("{id}.eml"), message)?;
-        write_durable(
-            &dir,
-            &format!("{id}.json"),
-            &serde_json::to_vec_pretty(envelope)?,
-        )
+        let mut bytes = envelope_line(envelope)?;
+        bytes.extend_from_slice(message);
+        write_durable(&self.dir("offramp"), &format!("{id}.msg"), &bytes)
     }
 
-    /// Start the spool file of an incoming offramp message `id`: the temp file
-    /// `offramp/.ID.eml.RANDOM.tmp`; the message octets follow with [`SpoolFile::write`].
-    /// Nothing is visible to the worker before [`Spool::commit_offramp`]; dropped, the temp
-    /// file is removed.
+    /// Start the spool file of an incoming offramp message `id` with its `envelope`: the temp
+    /// file `offramp/.ID.msg.RANDOM.tmp`, the envelope line written; the message octets
+    /// follow with [`SpoolFile::write`]. Nothing is visible to the worker before
+    /// [`Spool::commit_offramp`]; dropped, the temp file is removed.
     ///
-    /// Errors: the temp file cannot be created (ENOSPC, EACCES, …).
-    pub fn create_offramp(&self, id: &str) -> io::Result<SpoolFile> {
-        let mut file = SpoolFile::create(&self.dir("offramp"), &format!("{id}.eml"), b"")?;
+    /// Errors: the temp file cannot be created or written (ENOSPC, EACCES, …).
+    pub fn create_offramp(&self, id: &str, envelope: &Envelope) -> io::Result<SpoolFile> {
+        let line = envelope_line(envelope)?;
+        let mut file = SpoolFile::create(&self.dir("offramp"), &format!("{id}.msg"), &line)?;
         file.track(self.committer()?.writers.clone());
         Ok(file)
     }
@@ -366,19 +320,16 @@ impl Spool {
         Ok(self.committer.get_or_init(|| started))
     }
 
-    /// Make a message written with [`Spool::create_offramp`] and its `envelope` durable:
-    /// the message's octets written out, the envelope written to a temp file, both fsynced,
-    /// renamed to `offramp/ID.eml` and then `offramp/ID.json` (the commit marker), and the
-    /// directory fsynced (grouped with the commits of concurrent sessions,
-    /// [`GROUP_COMMIT_WINDOW`]). Resolves only after the directory fsync; `Ok` is the
+    /// Make a message written with [`Spool::create_offramp`] durable: its octets written out,
+    /// the file fsynced, renamed to `offramp/ID.msg` (the commit), and the directory fsynced
+    /// (grouped with the commits of concurrent sessions, [`GROUP_COMMIT_WINDOW`]). Resolves only after the directory fsync; `Ok` is the
     /// listener's licence to send `250` (RFC 5321 §4.1.1.4, INTERFACE.md "Delivery
     /// semantics").
     ///
     /// Errors: any write, fsync or rename error (ENOSPC → `452 4.3.1`, others `451 4.3.0`);
     /// the temp files are removed and nothing is committed.
-    pub async fn commit_offramp(&self, mut file: SpoolFile, envelope: &Envelope) -> io::Result<()> {
+    pub async fn commit_offramp(&self, mut file: SpoolFile) -> io::Result<()> {
         file.finish()?;
-        let json = serde_json::to_vec_pretty(envelope)?;
         let committer = self.committer()?;
         let (file, tmp, dest) = file.into_commit()?;
         let (done, rx) = tokio::sync::oneshot::channel();
@@ -390,7 +341,6 @@ impl Spool {
                 file,
                 tmp,
                 dest,
-                json,
                 done,
             });
         if let Err(mpsc::SendError(c)) = sent {
@@ -401,22 +351,62 @@ impl Spool {
             .unwrap_or_else(|_| Err(io::Error::other("spool committer stopped")))
     }
 
-    /// Committed offramp ids, oldest first (by name: ids start with a timestamp).
+    /// Committed offramp ids, oldest first (by name: ids start with a timestamp): every
+    /// `ID.msg`, and every `ID.json` + `ID.eml` pair of the earlier format.
     pub fn list_offramp(&self) -> io::Result<Vec<String>> {
-        list_ids(&self.dir("offramp"))
+        let dir = self.dir("offramp");
+        let mut ids = list_ids(&dir)?;
+        for entry in fs::read_dir(&dir)? {
+            let name = entry?.file_name();
+            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".msg")) {
+                if !id.starts_with('.') {
+                    ids.push(id.to_string());
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     /// Load one offramp message: its envelope and the full message octets (with the
     /// `Received:` header the offramp prepended).
+    ///
+    /// Errors: the files cannot be read; [`io::ErrorKind::InvalidData`] for an envelope line
+    /// that is not the spool's JSON.
     pub fn load_offramp(&self, id: &str) -> io::Result<(Envelope, Vec<u8>)> {
         let dir = self.dir("offramp");
-        let env: Envelope = serde_json::from_slice(&fs::read(dir.join(format!("{id}.json")))?)?;
-        Ok((env, fs::read(dir.join(format!("{id}.eml")))?))
+        match fs::read(dir.join(format!("{id}.msg"))) {
+            Ok(mut bytes) => {
+                let end = bytes.iter().position(|&b| b == b'\n').ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "spool file without envelope line",
+                    )
+                })?;
+                let env: Envelope = serde_json::from_slice(&bytes[..end])?;
+                bytes.drain(..=end);
+                Ok((env, bytes))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let env: Envelope =
+                    serde_json::from_slice(&fs::read(dir.join(format!("{id}.json")))?)?;
+                Ok((env, fs::read(dir.join(format!("{id}.eml")))?))
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    /// Remove a finished offramp message (envelope first, so a crash leaves no committed half).
+    /// Remove a finished offramp message (of either format; for a pair, the envelope first,
+    /// so a crash leaves no committed half).
     pub fn remove_offramp(&self, id: &str) -> io::Result<()> {
-        remove_pair(&self.dir("offramp"), id)
+        let dir = self.dir("offramp");
+        match fs::remove_file(dir.join(format!("{id}.msg"))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        remove_pair(&dir, id)
     }
 
     /// Queue an outgoing message durably.
@@ -451,6 +441,14 @@ impl Spool {
     pub fn remove_out(&self, id: &str) -> io::Result<()> {
         remove_pair(&self.dir("outq"), id)
     }
+}
+
+/// An offramp envelope as the first line of its spool file: compact JSON (which never holds
+/// a raw line break) and `\n`.
+fn envelope_line(envelope: &Envelope) -> io::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(envelope)?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 fn list_ids(dir: &Path) -> io::Result<Vec<String>> {
@@ -495,6 +493,7 @@ mod tests {
             .put_offramp("OFF-1", &env, b"Subject: x\r\n\r\nhi\r\n")
             .unwrap();
         fs::write(dir.path().join("offramp/OFF-2.eml"), b"half").unwrap();
+        fs::write(dir.path().join("offramp/.OFF-3.msg.0123.tmp"), b"{}\nhalf").unwrap();
         assert_eq!(spool.list_offramp().unwrap(), vec!["OFF-1"]);
         let (e, m) = spool.load_offramp("OFF-1").unwrap();
         assert_eq!(e.mail_from, "a@b");
@@ -516,11 +515,11 @@ mod tests {
         for i in 0..20 {
             let (spool, env) = (spool.clone(), env.clone());
             tasks.push(tokio::spawn(async move {
-                let mut f = spool.create_offramp(&format!("OFF-{i:02}")).unwrap();
+                let mut f = spool.create_offramp(&format!("OFF-{i:02}"), &env).unwrap();
                 f.write(b"Received: x\r\n");
                 f.write(format!("Subject: {i}\r\n\r\n").as_bytes());
                 f.write(&vec![b'x'; 100_000]);
-                spool.commit_offramp(f, &env).await
+                spool.commit_offramp(f).await
             }));
         }
         for t in tasks {
@@ -533,20 +532,63 @@ mod tests {
         assert!(m.starts_with(b"Received: x\r\nSubject: 7\r\n\r\n"));
         assert_eq!(m.len(), 13 + 14 + 100_000);
         // An abandoned message leaves nothing behind.
-        let f = spool.create_offramp("OFF-99").unwrap();
+        let f = spool.create_offramp("OFF-99", &env).unwrap();
         let tmp = f.temp_path().to_path_buf();
         assert!(tmp.exists());
         drop(f);
         assert!(!tmp.exists());
         assert_eq!(spool.list_offramp().unwrap().len(), 20);
+        // One file per message.
+        assert_eq!(
+            fs::read_dir(dir.path().join("offramp")).unwrap().count(),
+            20
+        );
         assert_eq!(spool.committer().unwrap().writers.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn spools_of_the_earlier_two_file_format_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let off = dir.path().join("offramp");
+        let old = Envelope {
+            mail_from: "old@b".into(),
+            ..Default::default()
+        };
+        fs::write(
+            off.join("OFF-0.json"),
+            serde_json::to_vec_pretty(&old).unwrap(),
+        )
+        .unwrap();
+        fs::write(off.join("OFF-0.eml"), b"Subject: old\r\n\r\n").unwrap();
+        let env = Envelope {
+            mail_from: "new@b".into(),
+            ..Default::default()
+        };
+        spool
+            .put_offramp("OFF-1", &env, b"Subject: new\r\n\r\n")
+            .unwrap();
+        assert_eq!(spool.list_offramp().unwrap(), vec!["OFF-0", "OFF-1"]);
+        let (e, m) = spool.load_offramp("OFF-0").unwrap();
+        assert_eq!(
+            (e.mail_from.as_str(), &m[..]),
+            ("old@b", &b"Subject: old\r\n\r\n"[..])
+        );
+        let (e, m) = spool.load_offramp("OFF-1").unwrap();
+        assert_eq!(
+            (e.mail_from.as_str(), &m[..]),
+            ("new@b", &b"Subject: new\r\n\r\n"[..])
+        );
+        spool.remove_offramp("OFF-0").unwrap();
+        spool.remove_offramp("OFF-1").unwrap();
+        assert_eq!(fs::read_dir(&off).unwrap().count(), 0);
     }
 
     #[test]
     fn a_crash_before_the_rename_leaves_only_a_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        let mut f = spool.create_offramp("OFF-1").unwrap();
+        let mut f = spool.create_offramp("OFF-1", &Envelope::default()).unwrap();
         f.write(b"Subject: x\r\n\r\n");
         f.finish().unwrap();
         // What kill -9 leaves: the temp file, never renamed.

@@ -399,7 +399,7 @@ fn sigterm_answers_idle_sessions_421_and_finishes_data_in_flight() {
         let spooled: Vec<_> = std::fs::read_dir(work.path().join("spool/offramp"))
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".msg"))
             .collect();
         let events = read_events(&work.path().join("journal.jsonl")).unwrap_or_default();
         let faxed = events.iter().any(|e| e.event == "offramp_received");

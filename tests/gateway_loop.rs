@@ -471,8 +471,8 @@ async fn command_backend_exit_status_decides_the_dsn() {
         std::fs::read_dir(work.path().join("spool/offramp"))
             .unwrap()
             .count(),
-        2,
-        "message + envelope kept"
+        1,
+        "the spool file (envelope + message) kept"
     );
 }
 
