@@ -3,6 +3,7 @@
 #   - Debian libtiff-tools (tiffinfo, tiffcp: the independent TIFF decoder the tests compare with)
 #   - Python 3 with Pillow (python3 -m pip; the machine's python3 may not be Debian's)
 #   - swaks (Debian), a real SMTP client for the TLS tests
+#   - openssl (Debian), whose `openssl passwd` makes the SHA-crypt hashes of the AUTH tests
 #   - a loopback-only Postfix for the end-to-end receipt test (../shared/bench/postfix_loopback.sh)
 # Under CI=true a tool that cannot be installed fails the run; tests never skip there.
 set -euo pipefail
@@ -12,6 +13,7 @@ need_apt=()
 command -v tiffinfo >/dev/null 2>&1 && command -v tiffcp >/dev/null 2>&1 || need_apt+=(libtiff-tools)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

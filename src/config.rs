@@ -63,6 +63,9 @@ struct RawMtaReceive {
     tls_key: Option<S<String>>,
     implicit_tls_listen: Option<S<String>>,
     require_tls: Option<S<bool>>,
+    auth_users_file: Option<S<String>>,
+    require_auth: Option<S<bool>>,
+    implicit_tls_require_auth: Option<S<bool>>,
     #[serde(default)]
     allowed_senders: Vec<S<String>>,
 }
@@ -186,6 +189,14 @@ pub struct MtaReceive {
     pub implicit_tls_listen: Option<SocketAddr>,
     /// Refuse mail until STARTTLS (`530 5.7.0`); default false.
     pub require_tls: bool,
+    /// AUTH PLAIN / LOGIN users (RFC 4954), from `auth-users-file`: user name → SHA-crypt
+    /// hash (`$6$…` SHA-512 or `$5$…` SHA-256, as `openssl passwd -6` or `mkpasswd` make
+    /// them). Empty = no AUTH. AUTH is offered only over TLS.
+    pub auth_users: std::collections::BTreeMap<String, String>,
+    /// Refuse mail on the `listen` port until AUTH succeeded (`530 5.7.0`); default false.
+    pub require_auth: bool,
+    /// The same for the implicit-TLS port; default: `require-auth`.
+    pub implicit_tls_require_auth: bool,
     /// Senders allowed to send faxes: `user@domain`, `@domain` or `*@domain` (ASCII
     /// case-insensitive); empty = anyone. The null sender `<>` (reports) is always allowed.
     pub allowed_senders: Vec<String>,
@@ -585,6 +596,9 @@ impl Validator<'_> {
             tls_key: None,
             implicit_tls_listen: None,
             require_tls: false,
+            auth_users: Default::default(),
+            require_auth: false,
+            implicit_tls_require_auth: false,
             allowed_senders: Vec::new(),
         };
         let Some(raw) = raw else { return r };
@@ -697,7 +711,93 @@ impl Validator<'_> {
                 "needs tls-certificate and tls-key",
             );
         }
+        if let Some(f) = &raw.auth_users_file {
+            if r.tls_certificate.is_none() {
+                self.err(
+                    &f.referenced,
+                    "auth-users-file",
+                    "needs tls-certificate and tls-key (RFC 4954 §4: no passwords in clear text)",
+                );
+            }
+            r.auth_users = self.auth_users(&base.join(&f.value), &f.referenced);
+        }
+        r.require_auth = raw.require_auth.as_ref().is_some_and(|b| b.value);
+        r.implicit_tls_require_auth = raw
+            .implicit_tls_require_auth
+            .as_ref()
+            .map_or(r.require_auth, |b| b.value);
+        for (flag, key) in [
+            (&raw.require_auth, "require-auth"),
+            (&raw.implicit_tls_require_auth, "implicit-tls-require-auth"),
+        ] {
+            if let Some(b) = flag
+                .as_ref()
+                .filter(|b| b.value && raw.auth_users_file.is_none())
+            {
+                self.err(&b.referenced, key, "needs auth-users-file");
+            }
+        }
         r
+    }
+
+    /// Read an AUTH users file: one `user:hash` per line (further `:` fields ignored, as in
+    /// `/etc/shadow` or Dovecot's passwd-file), `#` comments and blank lines skipped. The hash
+    /// is SHA-crypt, `$6$` (SHA-512) or `$5$` (SHA-256), with or without `rounds=N$`. Errors
+    /// name the users file and line (the password is never repeated).
+    fn auth_users(
+        &mut self,
+        path: &Path,
+        at: &Location,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut users = std::collections::BTreeMap::new();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(at, "auth-users-file", format!("`{}`: {e}", path.display()));
+                return users;
+            }
+        };
+        let file = path.display().to_string();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut fields = line.split(':');
+            let user = fields.next().unwrap_or_default();
+            let hash = fields.next().unwrap_or_default();
+            let problem = if user.is_empty() {
+                Some("expected user:hash".to_string())
+            } else if !(hash.starts_with("$6$") || hash.starts_with("$5$")) {
+                Some(format!(
+                    "user `{user}`: the hash must be SHA-crypt ($6$ or $5$, e.g. from `openssl passwd -6`)"
+                ))
+            } else if users.contains_key(user) {
+                Some(format!("user `{user}` is listed twice"))
+            } else {
+                None
+            };
+            match problem {
+                Some(message) => self.errors.push(ConfigError {
+                    file: file.clone(),
+                    line: i as u64 + 1,
+                    column: 1,
+                    key: "auth-users-file".into(),
+                    message,
+                }),
+                None => {
+                    users.insert(user.to_string(), hash.to_string());
+                }
+            }
+        }
+        if users.is_empty() && !self.errors.iter().any(|e| e.file == file) {
+            self.err(
+                at,
+                "auth-users-file",
+                format!("`{}`: no users", path.display()),
+            );
+        }
+        users
     }
 
     fn mta_send(&mut self, raw: RawMtaSend) -> MtaSend {
@@ -1025,6 +1125,62 @@ mod tests {
         let peer = c.onramp_peer("12025551234").unwrap();
         assert!(peer.mailto.starts_with("FAX=+$d$@"));
         assert!(c.offramp_peer("+12025551234").is_some());
+    }
+
+    #[test]
+    fn auth_users_file_needs_tls_and_sha_crypt_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), "x").unwrap();
+        std::fs::write(dir.path().join("key.pem"), "x").unwrap();
+        // Hashes from `openssl passwd -6 -salt saltsalt secret` and `openssl passwd -5 ...`.
+        std::fs::write(
+            dir.path().join("users"),
+            "# fax senders\n\
+             fax:$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1:19000::\n\
+             ops:$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA\n",
+        )
+        .unwrap();
+        let with = |extra: &str| {
+            SHIPPED_CONFIG.replace(
+                "  allowed-senders: []\n",
+                &format!("  allowed-senders: []\n{extra}"),
+            )
+        };
+        let tls = "  tls-certificate: cert.pem\n  tls-key: key.pem\n";
+        let ok = with(&format!(
+            "{tls}  auth-users-file: users\n  require-auth: true\n"
+        ));
+        let c = Config::parse(&ok, "g.yaml", dir.path()).unwrap();
+        let users: Vec<_> = c.mta_receive.auth_users.keys().cloned().collect();
+        assert_eq!(users, ["fax", "ops"]);
+        assert!(c.mta_receive.require_auth && c.mta_receive.implicit_tls_require_auth);
+
+        let no_tls = with("  auth-users-file: users\n");
+        let errs = Config::parse(&no_tls, "g.yaml", dir.path()).unwrap_err();
+        assert_eq!(errs.0[0].key, "auth-users-file");
+        assert!(errs.0[0].message.contains("tls-certificate"), "{errs}");
+
+        let no_users = with(&format!("{tls}  require-auth: true\n"));
+        let errs = Config::parse(&no_users, "g.yaml", dir.path()).unwrap_err();
+        assert_eq!(
+            (errs.0[0].key.as_str(), errs.0[0].message.as_str()),
+            ("require-auth", "needs auth-users-file")
+        );
+
+        std::fs::write(
+            dir.path().join("users"),
+            "fax:$1$md5salt$notsupported\nfax2:secret\n",
+        )
+        .unwrap();
+        let errs = Config::parse(&ok, "g.yaml", dir.path()).unwrap_err();
+        let lines: Vec<_> = errs.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            lines,
+            [(1, "auth-users-file"), (2, "auth-users-file")],
+            "{errs}"
+        );
+        assert!(errs.0[0].file.ends_with("users"), "{errs}");
+        assert!(!errs.to_string().contains("secret"), "{errs}");
     }
 
     #[test]

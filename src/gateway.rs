@@ -203,6 +203,8 @@ impl Gateway {
                 _ => None,
             },
             require_tls: c.mta_receive.require_tls,
+            auth: !c.mta_receive.auth_users.is_empty(),
+            require_auth: c.mta_receive.require_auth,
             ..ListenerConfig::default()
         });
         let implicit_tls = match c.mta_receive.implicit_tls_listen {
@@ -220,7 +222,11 @@ impl Gateway {
             }
         }));
         if let Some(tls_listener) = implicit_tls {
-            let (cfg, backend, srx) = (lcfg.clone(), backend.clone(), rx.clone());
+            let cfg = Arc::new(ListenerConfig {
+                require_auth: c.mta_receive.implicit_tls_require_auth,
+                ..(*lcfg).clone()
+            });
+            let (backend, srx) = (backend.clone(), rx.clone());
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = smtp::serve_tls(tls_listener, cfg, backend, srx).await {
                     tracing::error!("implicit-TLS listener stopped: {e}");

@@ -558,10 +558,9 @@ async fn a_5xx_from_the_smarthost_fails_the_job_with_the_servers_reply() {
     assert_eq!(rows.iter().find(|r| r.id == job).unwrap().state, "failed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_keys_in_the_config_turn_on_starttls_and_require_tls() {
+/// A test CA and a `localhost` certificate signed by it: `cert.pem` and `key.pem` in `work`.
+fn write_test_certificate(work: &Workdir) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let work = Workdir::new();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
@@ -572,6 +571,107 @@ async fn tls_keys_in_the_config_turn_on_starttls_and_require_tls() {
         .unwrap();
     std::fs::write(work.path().join("cert.pem"), leaf.pem()).unwrap();
     std::fs::write(work.path().join("key.pem"), key.serialize_pem()).unwrap();
+}
+
+/// AUTH as configured: a users file of SHA-crypt hashes made by `openssl passwd -6` (the
+/// hash format of /etc/shadow and Dovecot), `require-auth: true`; Python's smtplib as the
+/// client. RFC 4954: AUTH only after STARTTLS (§4, no clear-text passwords), `530 5.7.0`
+/// for MAIL before AUTH (§6), `535 5.7.8` for a wrong password, `235 2.7.0` for the right one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_users_file_and_require_auth_with_python_smtplib() {
+    if !have_tool("openssl") || !have_tool("python3") {
+        return;
+    }
+    let work = Workdir::new();
+    write_test_certificate(&work);
+    let (ok, hash, err) = run("openssl", &["passwd", "-6", "secret"]);
+    assert!(ok && hash.starts_with("$6$"), "openssl passwd: {err}");
+    std::fs::write(
+        work.path().join("users"),
+        format!("# fax senders\nfax:{}\n", hash.trim()),
+    )
+    .unwrap();
+    let gw = start(&work, |t| {
+        t.replace(
+            "  # tls-certificate: /etc/t37gw/cert.pem",
+            "  tls-certificate: cert.pem",
+        )
+        .replace("  # tls-key: /etc/t37gw/key.pem", "  tls-key: key.pem")
+        .replace(
+            "  # auth-users-file: /etc/t37gw/users",
+            "  auth-users-file: users",
+        )
+        .replace("  # require-auth: true", "  require-auth: true")
+    })
+    .await;
+    let script = r#"
+import json, smtplib, ssl, sys
+ctx = ssl._create_unverified_context()
+r = {}
+msg = b"Subject: authenticated\r\nMessage-ID: <auth-1@client.example>\r\n\r\nno tiff\r\n"
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), local_hostname="client.example", timeout=10) as s:
+    s.ehlo()
+    r["before_tls"] = sorted(s.esmtp_features)
+    r["mail_before_tls"] = s.mail("a@client.example")[0]
+    s.rset()
+    s.starttls(context=ctx)
+    s.ehlo()
+    r["auth"] = s.esmtp_features.get("auth", "").split()
+    code, text = s.mail("a@client.example")
+    r["mail_before_auth"] = [code, text.decode()]
+    s.rset()
+    try:
+        s.login("fax", "wrong")
+        r["wrong"] = 235
+    except smtplib.SMTPAuthenticationError as e:
+        r["wrong"] = [e.smtp_code, e.smtp_error.decode()]
+    try:
+        s.login("nobody", "secret")
+        r["unknown"] = 235
+    except smtplib.SMTPAuthenticationError as e:
+        r["unknown"] = e.smtp_code
+    code, text = s.login("fax", "secret")
+    r["login"] = [code, text.decode()]
+    s.sendmail("a@client.example", ["FAX=+12025551234@gw.example.test"], msg)
+print(json.dumps(r))
+"#;
+    let port = gw.local_addr.port().to_string();
+    let out = tokio::task::spawn_blocking(move || run("python3", &["-c", script, &port]))
+        .await
+        .unwrap();
+    assert!(out.0, "smtplib: {}", out.2);
+    let r: serde_json::Value = serde_json::from_str(&out.1).expect("json");
+    let before: Vec<_> = r["before_tls"].as_array().unwrap().iter().collect();
+    assert!(
+        before.iter().any(|f| *f == "starttls") && !before.iter().any(|f| *f == "auth"),
+        "{r}"
+    );
+    assert_eq!(r["mail_before_tls"], 530, "{r}");
+    assert_eq!(r["auth"], serde_json::json!(["PLAIN", "LOGIN"]), "{r}");
+    assert_eq!(r["mail_before_auth"][0], 530, "{r}");
+    assert!(
+        r["mail_before_auth"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("5.7.0"),
+        "{r}"
+    );
+    assert_eq!(r["wrong"][0], 535, "{r}");
+    assert!(r["wrong"][1].as_str().unwrap().starts_with("5.7.8"), "{r}");
+    assert_eq!(r["unknown"], 535, "{r}");
+    assert_eq!(r["login"][0], 235, "{r}");
+    assert!(r["login"][1].as_str().unwrap().starts_with("2.7.0"), "{r}");
+    let ev = work
+        .wait_for(20, "offramp_received", |e| e.event == "offramp_received")
+        .await;
+    assert_eq!(ev.str("auth_user"), Some("fax"));
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_keys_in_the_config_turn_on_starttls_and_require_tls() {
+    let work = Workdir::new();
+    write_test_certificate(&work);
     let gw = start(&work, |t| {
         t.replace(
             "  # tls-certificate: /etc/t37gw/cert.pem",
