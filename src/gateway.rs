@@ -177,6 +177,19 @@ impl Gateway {
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared::open(config)?);
         shared.spool.clean_unfinished();
+        let found = {
+            let index = shared.index();
+            shared
+                .spool
+                .recover_offramp(&|id| index.has(id, "offramp_completed"))
+                .map_err(|e| std::io::Error::new(e.kind(), format!("offramp spool: {e}")))?
+        };
+        if found > 0 {
+            tracing::info!(
+                messages = found,
+                "offramp messages in the spool from before"
+            );
+        }
         let (tx, rx) = watch::channel(false);
         let c = &shared.config;
         let lcfg = Arc::new(ListenerConfig {

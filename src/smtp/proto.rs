@@ -140,10 +140,6 @@ pub(crate) struct DataReader {
 }
 
 /// Octets that leave the fast path of [`DataState::Text`].
-fn is_special(b: u8) -> bool {
-    matches!(b, b'\r' | b'\n' | 0)
-}
-
 impl DataReader {
     /// A reader for one message of at most `max_size` octets.
     pub(crate) fn new(max_size: usize) -> DataReader {
@@ -208,10 +204,7 @@ impl DataReader {
             if self.state == DataState::Text {
                 // Fast path: copy up to the next CR, LF or NUL.
                 let rest = &input[i..];
-                let n = rest
-                    .iter()
-                    .position(|&c| is_special(c))
-                    .unwrap_or(rest.len());
+                let n = memchr::memchr3(b'\r', b'\n', 0, rest).unwrap_or(rest.len());
                 self.emit(&rest[..n]);
                 self.count(n);
                 i += n;

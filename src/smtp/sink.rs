@@ -4,7 +4,8 @@
 
 use super::{Backend, Envelope, Reply};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,17 +14,31 @@ use std::sync::Arc;
 /// streamed message): 32 KiB.
 pub const WRITE_BUFFER: usize = 32 * 1024;
 
-/// A message being streamed to disk: a temp file `DIR/.NAME.RANDOM.tmp` on the spool's
-/// filesystem, so that committing it is a rename (see `Spool::commit_offramp`). Written
-/// through a [`WRITE_BUFFER`]-octet buffer; the first write error is kept and reported by
-/// [`SpoolFile::finish`] (the session reads the message to its end either way, RFC 5321
-/// §4.1.1.4). Dropped before it is committed, the temp file is removed.
-#[derive(Debug)]
+/// Called when a [`SpoolFile`] region is dropped uncommitted.
+pub type AbortHook = Box<dyn FnOnce() + Send + Sync>;
+
+/// A message being streamed to disk: either a temp file `DIR/.NAME.RANDOM.tmp` on the
+/// spool's filesystem, so that committing it is a rename ([`SpoolFile::create`]), or a region
+/// of a larger file starting at a given offset ([`SpoolFile::region`], the spool's lane
+/// files). Written through a [`WRITE_BUFFER`]-octet buffer with positioned writes; the first
+/// write error is kept and reported by [`SpoolFile::finish`] (the session reads the message
+/// to its end either way, RFC 5321 §4.1.1.4). A CRC-32 of everything written after the
+/// reserved header is kept ([`SpoolFile::crc32`]). Dropped before it is committed, the temp
+/// file is removed, or the region's abort hook runs.
 pub struct SpoolFile {
     file: File,
-    tmp: PathBuf,
+    /// The temp file (removed on drop); `None` for a region.
+    tmp: Option<PathBuf>,
     dir: PathBuf,
     name: String,
+    /// Offset of the region's first octet (0 for a temp file).
+    start: u64,
+    /// Octets reserved at `start` for a header written at commit.
+    reserved: u64,
+    /// Offset of the next write.
+    pos: u64,
+    crc: crc32fast::Hasher,
+    on_abort: Option<AbortHook>,
     buf: Vec<u8>,
     /// Octets given to [`SpoolFile::write`] (after the preamble), including any not stored
     /// because of an error.
@@ -37,6 +52,17 @@ pub struct SpoolFile {
     writers: Option<Arc<AtomicUsize>>,
 }
 
+impl std::fmt::Debug for SpoolFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpoolFile")
+            .field("tmp", &self.tmp)
+            .field("name", &self.name)
+            .field("start", &self.start)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
 impl SpoolFile {
     /// Create `dir/.NAME.RANDOM.tmp` and write `preamble` (e.g. the envelope line of the
     /// spool format) at its start; the preamble is not part of [`len`](SpoolFile::len).
@@ -48,23 +74,64 @@ impl SpoolFile {
             .read(true)
             .create_new(true)
             .open(&tmp)?;
-        let mut spool_file = SpoolFile {
+        let mut spool_file = SpoolFile::new(file, dir, name, 0, 0, None);
+        spool_file.tmp = Some(tmp);
+        spool_file.start_with(preamble)
+    }
+
+    /// A region of `file` from offset `start`: `reserved` octets are left for a header the
+    /// owner writes at commit, then `preamble`, then the message. `dir`/`name` name the
+    /// message for the owner. Dropped uncommitted, `on_abort` runs (it should truncate the
+    /// file back to `start`); the file itself is never removed.
+    ///
+    /// Errors: writing the preamble failed.
+    pub fn region(
+        file: File,
+        start: u64,
+        reserved: u64,
+        dir: &Path,
+        name: &str,
+        preamble: &[u8],
+        on_abort: AbortHook,
+    ) -> io::Result<SpoolFile> {
+        SpoolFile::new(file, dir, name, start, reserved, Some(on_abort)).start_with(preamble)
+    }
+
+    fn new(
+        file: File,
+        dir: &Path,
+        name: &str,
+        start: u64,
+        reserved: u64,
+        on_abort: Option<AbortHook>,
+    ) -> SpoolFile {
+        SpoolFile {
             file,
-            tmp,
+            tmp: None,
             dir: dir.to_path_buf(),
             name: name.to_string(),
-            buf: Vec::with_capacity(WRITE_BUFFER.min(preamble.len().max(4096))),
+            start,
+            reserved,
+            pos: start + reserved,
+            crc: crc32fast::Hasher::new(),
+            on_abort,
+            buf: Vec::new(),
             len: 0,
-            preamble: preamble.len() as u64,
+            preamble: 0,
             error: None,
             pending: true,
             writers: None,
-        };
-        spool_file.push(preamble);
-        if let Some(e) = spool_file.error.take() {
-            return Err(e);
         }
-        Ok(spool_file)
+    }
+
+    fn start_with(mut self, preamble: &[u8]) -> io::Result<SpoolFile> {
+        self.buf = Vec::with_capacity(WRITE_BUFFER.min(preamble.len().max(4096)));
+        self.preamble = preamble.len() as u64;
+        self.push(preamble);
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(self),
+        }
     }
 
     /// Count this writer in `writers` until it is committed or dropped (the group committer
@@ -93,6 +160,7 @@ impl SpoolFile {
         if self.error.is_some() {
             return;
         }
+        self.crc.update(bytes);
         if self.buf.len() + bytes.len() <= WRITE_BUFFER {
             self.buf.extend_from_slice(bytes);
             return;
@@ -102,7 +170,7 @@ impl SpoolFile {
             return;
         }
         if bytes.len() >= WRITE_BUFFER {
-            if let Err(e) = self.file.write_all(bytes) {
+            if let Err(e) = self.write_at_pos(bytes) {
                 self.error = Some(e);
             }
         } else {
@@ -110,9 +178,17 @@ impl SpoolFile {
         }
     }
 
+    fn write_at_pos(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(bytes, self.pos)?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+
     fn flush_buf(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
-            let result = self.file.write_all(&self.buf);
+            let buf = std::mem::take(&mut self.buf);
+            let result = self.write_at_pos(&buf);
+            self.buf = buf;
             self.buf.clear();
             result?;
         }
@@ -148,12 +224,27 @@ impl SpoolFile {
         &self.name
     }
 
-    /// The temp file's path.
-    pub fn temp_path(&self) -> &Path {
-        &self.tmp
+    /// The temp file's path (`None` for a region).
+    pub fn temp_path(&self) -> Option<&Path> {
+        self.tmp.as_deref()
     }
 
-    /// The open temp file.
+    /// Offset of the region's first octet (the reserved header); 0 for a temp file.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Octets written after the reserved header: preamble plus message.
+    pub fn body_len(&self) -> u64 {
+        self.preamble + self.len
+    }
+
+    /// CRC-32 (IEEE, as zlib's) of the octets written after the reserved header.
+    pub fn crc32(&self) -> u32 {
+        self.crc.clone().finalize()
+    }
+
+    /// The open file (the temp file, or the file the region is in).
     pub fn file(&self) -> &File {
         &self.file
     }
@@ -162,16 +253,17 @@ impl SpoolFile {
     /// the default [`Backend::data_file`].
     pub fn read_message(&mut self) -> io::Result<Vec<u8>> {
         self.finish()?;
-        self.file.seek(SeekFrom::Start(self.preamble))?;
-        let mut out = Vec::with_capacity(usize::try_from(self.len).unwrap_or(0));
-        (&self.file).read_to_end(&mut out)?;
+        let mut out = vec![0; usize::try_from(self.len).unwrap_or(0)];
+        self.file
+            .read_exact_at(&mut out, self.start + self.reserved + self.preamble)?;
         Ok(out)
     }
 
-    /// Hand the file to a commit: it is no longer removed on drop. Returns the open file,
-    /// its temp path and the destination path. Errors: no file descriptor left to duplicate
-    /// the handle (the temp file is then removed).
-    pub fn into_commit(mut self) -> io::Result<(File, PathBuf, PathBuf)> {
+    /// Hand the file to a commit: it is no longer removed (nor its abort hook run) on drop.
+    /// Returns the open file, the temp path (`None` for a region) and the destination path.
+    /// Errors: no file descriptor left to duplicate the handle (the message is then dropped
+    /// as uncommitted).
+    pub fn into_commit(mut self) -> io::Result<(File, Option<PathBuf>, PathBuf)> {
         let file = self.file.try_clone()?;
         self.pending = false;
         self.untrack();
@@ -183,7 +275,12 @@ impl Drop for SpoolFile {
     fn drop(&mut self) {
         self.untrack();
         if self.pending {
-            let _ = fs::remove_file(&self.tmp);
+            if let Some(tmp) = &self.tmp {
+                let _ = fs::remove_file(tmp);
+            }
+            if let Some(hook) = self.on_abort.take() {
+                hook();
+            }
         }
     }
 }
@@ -272,7 +369,7 @@ mod tests {
     fn streams_through_a_bounded_buffer_and_removes_uncommitted() {
         let dir = tempfile::tempdir().unwrap();
         let mut f = SpoolFile::create(dir.path(), "X.msg", b"PRE\n").unwrap();
-        let tmp = f.temp_path().to_path_buf();
+        let tmp = f.temp_path().unwrap().to_path_buf();
         let big = vec![b'a'; 3 * WRITE_BUFFER + 7];
         f.write(b"Subject: x\r\n\r\n");
         f.write(&big);

@@ -2,27 +2,34 @@
 //! queue (`outq/`: onramp mail and DSNs). Every write is atomic and durable: temp file in the
 //! same directory, fsync, rename, fsync of the directory — the pattern of chasquid's safeio.
 //!
-//! An offramp message is one file, `offramp/ID.msg`: its envelope (RET, ENVID, NOTIFY,
-//! ORCPT, …) as one line of compact JSON, then `\n`, then the message octets. One file per
-//! message means one file fsync per message: the rename into place is the commit.
-//! (Spools written by earlier versions, `ID.eml` plus `ID.json`, are still read; an `ID.eml`
-//! without its `ID.json` is an unfinished write of that format, removed on restart.)
+//! An offramp message is one record in a lane file (`offramp/lane-RANDOM.log`, see
+//! [`lanes`]): a header with its id, length and CRC-32, then its envelope (RET, ENVID,
+//! NOTIFY, ORCPT, …) as one line of compact JSON, then the message octets. Committing a
+//! message is writing its header and one `fdatasync` of its lane, group-committed across
+//! sessions: no file is created, renamed or unlinked per message.
+//! (Spools written by earlier versions are still read: `ID.msg` files with the same envelope
+//! line, and `ID.eml` plus `ID.json` pairs; an `ID.eml` without its `ID.json` is an unfinished
+//! write of that format, removed on restart.)
 //!
 //! An outgoing queue item is a message file `ID.eml` plus its envelope `ID.json`, renamed into
 //! place last as the commit marker (the envelope is rewritten after each attempt).
 //!
-//! The SMTP listener streams an offramp message into the temp file
-//! `offramp/.ID.msg.RANDOM.tmp` as it arrives ([`Spool::create_offramp`] writes the envelope
-//! line, the offramp its `Received:` header), and [`Spool::commit_offramp`] makes it durable:
-//! the `250` waits on it. The commits of concurrent sessions are grouped: their files are
-//! fsynced together and one directory fsync serves the whole batch.
+//! The SMTP listener streams an offramp message into a lane it holds alone as it arrives
+//! ([`Spool::create_offramp`] writes the envelope line, the offramp its `Received:` header),
+//! and [`Spool::commit_offramp`] makes it durable: the `250` waits on it. The commits of
+//! concurrent sessions are grouped: their lanes are fsynced together (and the directory once,
+//! when a batch holds a lane file created for it).
+
+pub mod lanes;
 
 use crate::smtp::SpoolFile;
 use crate::smtp::{Envelope, Notify, Ret};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -102,14 +109,52 @@ pub struct Spool {
     root: PathBuf,
     /// The offramp's group committer, started by the first commit.
     committer: Arc<OnceLock<Committer>>,
+    /// The offramp's lane files and the index of their records.
+    lanes: Arc<lanes::Lanes>,
+    /// Lanes held by messages being received, by id.
+    inflight: Arc<Mutex<HashMap<String, lanes::Slot>>>,
 }
 
-/// One pending commit: fsync the file, rename `tmp` to `dest`, fsync the directory, answer.
+fn lock_inflight(
+    m: &Mutex<HashMap<String, lanes::Slot>>,
+) -> std::sync::MutexGuard<'_, HashMap<String, lanes::Slot>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl std::fmt::Debug for lanes::Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lanes").finish_non_exhaustive()
+    }
+}
+
+/// One pending commit: fsync the lane file (and the directory when the lane file is new),
+/// answer.
 struct Commit {
     file: File,
-    tmp: PathBuf,
-    dest: PathBuf,
+    /// The record: its lane, id, body length and CRC; indexed (or the lane cut back) by the
+    /// committer before it answers, so a session that goes away meanwhile loses nothing.
+    lanes: Arc<lanes::Lanes>,
+    slot: lanes::Slot,
+    id: String,
+    body_len: u64,
+    crc: u32,
     done: tokio::sync::oneshot::Sender<io::Result<()>>,
+}
+
+impl Commit {
+    fn answer(self, result: io::Result<()>) {
+        match &result {
+            Ok(()) => self.lanes.committed(
+                &self.slot.lane,
+                &self.id,
+                self.slot.start,
+                self.body_len,
+                self.crc,
+            ),
+            Err(_) => self.lanes.abort(&self.slot.lane, self.slot.start),
+        }
+        let _ = self.done.send(result);
+    }
 }
 
 /// The group committer: a thread that takes pending commits in batches (what queued while
@@ -209,36 +254,28 @@ fn sync_all_of(files: &[&File]) -> Vec<io::Result<()>> {
 }
 
 fn commit_batch(dir: &Path, batch: Vec<Commit>) {
-    // Every file of the batch fsynced together, then the renames (the commit), then one
-    // directory fsync for all.
+    // Every lane of the batch fsynced together, then one directory fsync when a lane file
+    // was created for the batch (its name must be durable too).
     let files: Vec<&File> = batch.iter().map(|c| &c.file).collect();
     let synced = sync_all_of(&files);
-    let mut renamed = Vec::new();
+    let mut ok = Vec::new();
     for (c, result) in batch.into_iter().zip(synced) {
-        match result.and_then(|()| fs::rename(&c.tmp, &c.dest)) {
-            Ok(()) => renamed.push(c),
-            Err(e) => {
-                let _ = fs::remove_file(&c.tmp);
-                let _ = c.done.send(Err(e));
-            }
+        match result {
+            Ok(()) => ok.push(c),
+            Err(e) => c.answer(Err(e)),
         }
     }
-    if renamed.is_empty() {
-        return;
-    }
-    match File::open(dir).and_then(|d| d.sync_all()) {
-        Ok(()) => {
-            for c in renamed {
-                let _ = c.done.send(Ok(()));
-            }
-        }
-        Err(e) => {
-            // Not known to be durable: take them back (the client will retry), best effort.
-            for c in renamed {
-                let _ = fs::remove_file(&c.dest);
-                let _ = c.done.send(Err(copy_error(&e)));
-            }
-        }
+    let dir_synced = if ok.iter().any(|c| c.slot.new_file) {
+        File::open(dir).and_then(|d| d.sync_all())
+    } else {
+        Ok(())
+    };
+    for c in ok {
+        let result = match (&dir_synced, c.slot.new_file) {
+            (Err(e), true) => Err(copy_error(e)),
+            _ => Ok(()),
+        };
+        c.answer(result);
     }
 }
 
@@ -251,7 +288,18 @@ impl Spool {
         Ok(Spool {
             root: root.to_path_buf(),
             committer: Arc::new(OnceLock::new()),
+            lanes: Arc::new(lanes::Lanes::new(&root.join("offramp"))),
+            inflight: Arc::new(Mutex::new(HashMap::new())),
         })
+    }
+
+    /// Read the offramp's lane files: index every committed message whose id `done` does not
+    /// know (the journal's `offramp_completed`), cut off what a crash left half-written.
+    /// Called by `serve` at start, before the listener runs. Returns the messages found.
+    ///
+    /// Errors: a lane file cannot be read or truncated.
+    pub fn recover_offramp(&self, done: &dyn Fn(&str) -> bool) -> io::Result<usize> {
+        self.lanes.recover(done)
     }
 
     fn dir(&self, sub: &str) -> PathBuf {
@@ -293,9 +341,32 @@ impl Spool {
     /// directory fsynced; no group commit). The listener streams instead
     /// ([`Spool::create_offramp`], [`Spool::commit_offramp`]).
     pub fn put_offramp(&self, id: &str, envelope: &Envelope, message: &[u8]) -> io::Result<()> {
-        let mut bytes = envelope_line(envelope)?;
-        bytes.extend_from_slice(message);
-        write_durable(&self.dir("offramp"), &format!("{id}.msg"), &bytes)
+        let mut body = envelope_line(envelope)?;
+        body.extend_from_slice(message);
+        let crc = crc32fast::hash(&body);
+        let head = lanes::header(id, body.len() as u64, crc)?;
+        let slot = self.lanes.take()?;
+        let result = (|| {
+            let f = slot.lane.file();
+            f.write_all_at(&head, slot.start)?;
+            f.write_all_at(&body, slot.start + lanes::HEADER)?;
+            f.sync_data()?;
+            if slot.new_file {
+                File::open(self.dir("offramp"))?.sync_all()?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.lanes
+                    .committed(&slot.lane, id, slot.start, body.len() as u64, crc);
+                Ok(())
+            }
+            Err(e) => {
+                self.lanes.abort(&slot.lane, slot.start);
+                Err(e)
+            }
+        }
     }
 
     /// Start the spool file of an incoming offramp message `id` with its `envelope`: the temp
@@ -306,8 +377,37 @@ impl Spool {
     /// Errors: the temp file cannot be created or written (ENOSPC, EACCES, …).
     pub fn create_offramp(&self, id: &str, envelope: &Envelope) -> io::Result<SpoolFile> {
         let line = envelope_line(envelope)?;
-        let mut file = SpoolFile::create(&self.dir("offramp"), &format!("{id}.msg"), &line)?;
-        file.track(self.committer()?.writers.clone());
+        lanes::header(id, 0, 0)?;
+        let writers = self.committer()?.writers.clone();
+        let slot = self.lanes.take()?;
+        let file = match slot.lane.file().try_clone() {
+            Ok(f) => f,
+            Err(e) => {
+                self.lanes.abort(&slot.lane, slot.start);
+                return Err(e);
+            }
+        };
+        let (lanes, inflight, lane, key) = (
+            self.lanes.clone(),
+            self.inflight.clone(),
+            slot.lane.clone(),
+            id.to_string(),
+        );
+        let start = slot.start;
+        lock_inflight(&self.inflight).insert(id.to_string(), slot);
+        let mut file = SpoolFile::region(
+            file,
+            start,
+            lanes::HEADER,
+            &self.dir("offramp"),
+            &format!("{id}.msg"),
+            &line,
+            Box::new(move || {
+                lock_inflight(&inflight).remove(&key);
+                lanes.abort(&lane, start);
+            }),
+        )?;
+        file.track(writers);
         Ok(file)
     }
 
@@ -321,17 +421,35 @@ impl Spool {
     }
 
     /// Make a message written with [`Spool::create_offramp`] durable: its octets written out,
-    /// the file fsynced, renamed to `offramp/ID.msg` (the commit), and the directory fsynced
-    /// (grouped with the commits of concurrent sessions, [`GROUP_COMMIT_WINDOW`]). Resolves only after the directory fsync; `Ok` is the
-    /// listener's licence to send `250` (RFC 5321 §4.1.1.4, INTERFACE.md "Delivery
-    /// semantics").
+    /// its record header written, its lane fsynced (grouped with the commits of concurrent
+    /// sessions, [`GROUP_COMMIT_WINDOW`]; with a directory fsync when the lane file is new).
+    /// Resolves only after that; `Ok` is the listener's licence to send `250` (RFC 5321
+    /// §4.1.1.4, INTERFACE.md "Delivery semantics").
     ///
-    /// Errors: any write, fsync or rename error (ENOSPC → `452 4.3.1`, others `451 4.3.0`);
-    /// the temp files are removed and nothing is committed.
+    /// Errors: any write or fsync error (ENOSPC → `452 4.3.1`, others `451 4.3.0`); the lane
+    /// is cut back and nothing is committed.
     pub async fn commit_offramp(&self, mut file: SpoolFile) -> io::Result<()> {
         file.finish()?;
+        let id = file
+            .name()
+            .strip_suffix(".msg")
+            .unwrap_or_default()
+            .to_string();
+        let (body_len, crc) = (file.body_len(), file.crc32());
+        let head = lanes::header(&id, body_len, crc)?;
+        file.file().write_all_at(&head, file.start())?;
         let committer = self.committer()?;
-        let (file, tmp, dest) = file.into_commit()?;
+        let Some(slot) = lock_inflight(&self.inflight).remove(&id) else {
+            return Err(io::Error::other("spool file not from this spool"));
+        };
+        let (lanes, lane, start) = (self.lanes.clone(), slot.lane.clone(), slot.start);
+        let file = match file.into_commit() {
+            Ok((f, _, _)) => f,
+            Err(e) => {
+                lanes.abort(&lane, start);
+                return Err(e);
+            }
+        };
         let (done, rx) = tokio::sync::oneshot::channel();
         let sent = committer
             .tx
@@ -339,23 +457,27 @@ impl Spool {
             .unwrap_or_else(|p| p.into_inner())
             .send(Commit {
                 file,
-                tmp,
-                dest,
+                lanes,
+                slot,
+                id,
+                body_len,
+                crc,
                 done,
             });
         if let Err(mpsc::SendError(c)) = sent {
-            let _ = fs::remove_file(&c.tmp);
+            c.lanes.abort(&c.slot.lane, c.slot.start);
             return Err(io::Error::other("spool committer stopped"));
         }
         rx.await
             .unwrap_or_else(|_| Err(io::Error::other("spool committer stopped")))
     }
 
-    /// Committed offramp ids, oldest first (by name: ids start with a timestamp): every
-    /// `ID.msg`, and every `ID.json` + `ID.eml` pair of the earlier format.
+    /// Committed offramp ids, oldest first (by name: ids start with a timestamp): every record
+    /// of the lanes, and every `ID.msg` and `ID.json` + `ID.eml` pair of the earlier formats.
     pub fn list_offramp(&self) -> io::Result<Vec<String>> {
         let dir = self.dir("offramp");
         let mut ids = list_ids(&dir)?;
+        ids.extend(self.lanes.ids());
         for entry in fs::read_dir(&dir)? {
             let name = entry?.file_name();
             if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".msg")) {
@@ -376,7 +498,11 @@ impl Spool {
     /// that is not the spool's JSON.
     pub fn load_offramp(&self, id: &str) -> io::Result<(Envelope, Vec<u8>)> {
         let dir = self.dir("offramp");
-        match fs::read(dir.join(format!("{id}.msg"))) {
+        let read = match self.lanes.load(id) {
+            Some(body) => body,
+            None => fs::read(dir.join(format!("{id}.msg"))),
+        };
+        match read {
             Ok(mut bytes) => {
                 let end = bytes.iter().position(|&b| b == b'\n').ok_or_else(|| {
                     io::Error::new(
@@ -397,9 +523,15 @@ impl Spool {
         }
     }
 
-    /// Remove a finished offramp message (of either format; for a pair, the envelope first,
-    /// so a crash leaves no committed half).
+    /// Remove a finished offramp message. A lane record is forgotten (its lane is emptied
+    /// once nothing in it is pending; after a crash before that, the journal's
+    /// `offramp_completed` keeps it from being read again, see [`Spool::recover_offramp`]);
+    /// files of the earlier formats are removed (for a pair, the envelope first, so a crash
+    /// leaves no committed half).
     pub fn remove_offramp(&self, id: &str) -> io::Result<()> {
+        if self.lanes.remove(id) {
+            return Ok(());
+        }
         let dir = self.dir("offramp");
         match fs::remove_file(dir.join(format!("{id}.msg"))) {
             Ok(()) => {}
@@ -502,6 +634,18 @@ mod tests {
         assert!(spool.list_offramp().unwrap().is_empty());
     }
 
+    /// The lane files of `dir/offramp` with their sizes in octets.
+    fn lane_sizes(dir: &Path) -> Vec<u64> {
+        let mut v: Vec<u64> = fs::read_dir(dir.join("offramp"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("lane-"))
+            .map(|e| e.metadata().unwrap().len())
+            .collect();
+        v.sort();
+        v
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn streamed_messages_commit_in_groups_and_drop_cleanly() {
         let dir = tempfile::tempdir().unwrap();
@@ -531,19 +675,82 @@ mod tests {
         assert_eq!(e.envid.as_deref(), Some("E1"));
         assert!(m.starts_with(b"Received: x\r\nSubject: 7\r\n\r\n"));
         assert_eq!(m.len(), 13 + 14 + 100_000);
-        // An abandoned message leaves nothing behind.
-        let f = spool.create_offramp("OFF-99", &env).unwrap();
-        let tmp = f.temp_path().to_path_buf();
-        assert!(tmp.exists());
+        let before = lane_sizes(dir.path());
+        assert!(!before.is_empty() && before.len() <= 20, "{before:?}");
+        // An abandoned message leaves nothing behind: its lane is cut back.
+        let mut f = spool.create_offramp("OFF-99", &env).unwrap();
+        f.write(&vec![b'y'; 200_000]);
+        f.finish().unwrap();
         drop(f);
-        assert!(!tmp.exists());
+        assert_eq!(lane_sizes(dir.path()), before);
         assert_eq!(spool.list_offramp().unwrap().len(), 20);
-        // One file per message.
-        assert_eq!(
-            fs::read_dir(dir.path().join("offramp")).unwrap().count(),
-            20
-        );
         assert_eq!(spool.committer().unwrap().writers.load(Ordering::SeqCst), 0);
+        // Done messages empty their lanes for reuse; no file is created or removed.
+        for id in &ids {
+            spool.remove_offramp(id).unwrap();
+        }
+        assert!(spool.list_offramp().unwrap().is_empty());
+        assert!(lane_sizes(dir.path()).iter().all(|&n| n == 0));
+        assert_eq!(lane_sizes(dir.path()).len(), before.len());
+    }
+
+    /// What a restart finds: committed records come back (except those the journal says are
+    /// done), a record torn by a crash mid-write is cut off, and the lane is usable again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn restart_recovers_committed_records_and_cuts_torn_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let spool = Spool::open(dir.path()).unwrap();
+            for id in ["OFF-1", "OFF-2", "OFF-3"] {
+                let mut f = spool.create_offramp(id, &Envelope::default()).unwrap();
+                f.write(format!("Subject: {id}\r\n\r\n").as_bytes());
+                spool.commit_offramp(f).await.unwrap();
+            }
+            // Kill -9 in the middle of a fourth message: its octets are there, its header
+            // is not.
+            let mut f = spool.create_offramp("OFF-4", &Envelope::default()).unwrap();
+            f.write(&vec![b'z'; 50_000]);
+            f.finish().unwrap();
+            std::mem::forget(f);
+        }
+        let committed: u64 = lane_sizes(dir.path()).iter().sum();
+        assert!(committed > 50_000);
+        let spool = Spool::open(dir.path()).unwrap();
+        let found = spool.recover_offramp(&|id| id == "OFF-1").unwrap();
+        assert_eq!(
+            found, 2,
+            "OFF-2 and OFF-3; OFF-1 is done, OFF-4 never committed"
+        );
+        assert_eq!(spool.list_offramp().unwrap(), vec!["OFF-2", "OFF-3"]);
+        assert!(lane_sizes(dir.path()).iter().sum::<u64>() < committed - 50_000);
+        let (_, m) = spool.load_offramp("OFF-3").unwrap();
+        assert_eq!(m, b"Subject: OFF-3\r\n\r\n");
+        // A corrupted record ends the lane's valid part.
+        let lane = fs::read_dir(dir.path().join("offramp"))
+            .unwrap()
+            .flatten()
+            .find(|e| e.metadata().unwrap().len() > 0)
+            .unwrap()
+            .path();
+        let mut bytes = fs::read(&lane).unwrap();
+        let at = bytes.windows(5).position(|w| w == b"OFF-3").unwrap();
+        let body = bytes[at..]
+            .windows(7)
+            .position(|w| w == b"Subject")
+            .unwrap();
+        bytes[at + body] ^= 1;
+        fs::write(&lane, &bytes).unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        assert_eq!(spool.recover_offramp(&|_| false).unwrap(), 2);
+        assert_eq!(spool.list_offramp().unwrap(), vec!["OFF-1", "OFF-2"]);
+        // New messages go on after the last valid record.
+        let mut f = spool.create_offramp("OFF-5", &Envelope::default()).unwrap();
+        f.write(b"Subject: five\r\n\r\n");
+        spool.commit_offramp(f).await.unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        assert_eq!(spool.recover_offramp(&|_| false).unwrap(), 3);
+        let (_, m) = spool.load_offramp("OFF-5").unwrap();
+        assert_eq!(m, b"Subject: five\r\n\r\n");
     }
 
     #[test]
@@ -581,20 +788,22 @@ mod tests {
         );
         spool.remove_offramp("OFF-0").unwrap();
         spool.remove_offramp("OFF-1").unwrap();
-        assert_eq!(fs::read_dir(&off).unwrap().count(), 0);
+        assert!(spool.list_offramp().unwrap().is_empty());
+        // Only the (now empty) lane file is left.
+        assert_eq!(fs::read_dir(&off).unwrap().count(), 1);
+        assert_eq!(lane_sizes(dir.path()), vec![0]);
     }
 
     #[test]
-    fn a_crash_before_the_rename_leaves_only_a_temp_file() {
+    fn leftovers_of_the_earlier_format_are_removed_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        let mut f = spool.create_offramp("OFF-1", &Envelope::default()).unwrap();
-        f.write(b"Subject: x\r\n\r\n");
-        f.finish().unwrap();
-        // What kill -9 leaves: the temp file, never renamed.
-        std::mem::forget(f);
+        let off = dir.path().join("offramp");
+        // What kill -9 left with the earlier formats: a temp file, an envelope-less message.
+        fs::write(off.join(".OFF-1.msg.0123456789abcdef.tmp"), b"{}\nx").unwrap();
+        fs::write(off.join("OFF-2.eml"), b"Subject: x\r\n\r\n").unwrap();
         assert!(spool.list_offramp().unwrap().is_empty());
         spool.clean_unfinished();
-        assert_eq!(fs::read_dir(dir.path().join("offramp")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(&off).unwrap().count(), 0);
     }
 }
