@@ -527,6 +527,82 @@ pub(crate) fn decode(
     Ok(())
 }
 
+/// One T.4 1-D line (T.4 §4.1.1) from a stream holding that line only (its bits between two
+/// EOLs), decoded leniently the way libtiff's `Fax3Decode1D` does (`EXPAND1D` and
+/// `CLEANUP_RUNS` in `tif_fax3.h`), so that a damaged line keeps what was read: runs are
+/// decoded until the line is `width` pixels or a code word is invalid (which includes the EOL's
+/// zeros or the end of the data, a line cut short); a pending make-up code counts as a run; a
+/// line that ran past `width` loses whole runs from its end until it fits; what is missing is
+/// white. Returns the line's changing elements (increasing, `< width`; even index = change to
+/// black) and whether the line was exactly `width` pixels of valid code words.
+///
+/// Bounded: every code word consumes at least one bit and the zeros past the end of `data` are
+/// no code word, so at most `8 × data.len()` code words are read.
+pub(crate) fn mh_line_lenient(data: &[u8], width: u32) -> (Vec<u32>, bool) {
+    let t = tables();
+    let mut r = Reader::new(data);
+    let w = i64::from(width);
+    let mut runs: Vec<i64> = Vec::new();
+    let mut a0 = 0i64;
+    let mut black = false;
+    let mut clean = true;
+    'line: while a0 < w {
+        let mut run = 0i64;
+        loop {
+            r.refill();
+            let e = if black {
+                t.black[(r.buf >> (64 - BLACK_BITS)) as usize]
+            } else {
+                t.white[(r.buf >> (64 - WHITE_BITS)) as usize]
+            };
+            let len = u32::from(e & 15);
+            if len == 0 {
+                if run > 0 {
+                    runs.push(run);
+                    a0 += run;
+                }
+                clean = false;
+                break 'line;
+            }
+            r.consume(len);
+            let v = i64::from(e >> 4);
+            run += v;
+            if v < 64 {
+                break;
+            }
+        }
+        runs.push(run);
+        a0 += run;
+        black = !black;
+    }
+    if a0 != w {
+        clean = false;
+        while a0 > w {
+            match runs.pop() {
+                Some(run) => a0 -= run,
+                None => break,
+            }
+        }
+        if a0 < w {
+            if runs.len() % 2 == 1 {
+                runs.push(0);
+            }
+            runs.push(w - a0.max(0));
+        }
+    }
+    let mut changes: Vec<u32> = Vec::new();
+    let mut x = 0i64;
+    for run in runs {
+        x += run;
+        if changes.last().is_some_and(|&l| i64::from(l) == x) {
+            changes.pop();
+        } else if (0..w).contains(&x) {
+            changes.push(x as u32);
+        }
+    }
+    (changes, clean)
+}
+
 /// Fill a packed row (1 = black) from its changing elements (increasing, all
 /// `< 64 × toggles.len()`): mark each change in `toggles` (zero on entry and on return; each
 /// word's marks gathered in a register and stored whole, so no read-modify-write chain), then a
