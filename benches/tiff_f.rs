@@ -12,6 +12,8 @@
 //! default 20: it runs at about one page per second), `PIN=0` to not pin to one core.
 //! Every reference tool runs pinned to CPU 0 with `taskset` (when present) and
 //! `MAGICK_THREAD_LIMIT=1`; ours runs on one thread except the "2 cores" line.
+//! `ONLY=decode` runs only the decode lines (the coded inputs are still made by `tiffcp`, untimed):
+//! a quicker loop when working on the decoder.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -162,6 +164,7 @@ fn main() {
         );
     };
 
+    let only_decode = std::env::var("ONLY").is_ok_and(|v| v == "decode");
     pin_self();
     // Encode: uncompressed 1-bit TIFF pages -> one multi-page coded TIFF file, like `tiffcp -c`.
     for (enc, c) in [
@@ -169,6 +172,13 @@ fn main() {
         (Encoding::Mr, "g3:2d"),
         (Encoding::Mmr, "g4"),
     ] {
+        if only_decode {
+            sh(&format!(
+                "tiffcp -c {c} {tif_list} {}/ref_{c}.tif",
+                o.display()
+            ));
+            continue;
+        }
         let opts = WriteOptions {
             encoding: enc,
             ..WriteOptions::default()
@@ -220,6 +230,9 @@ fn main() {
             n / ours,
             n / theirs,
         );
+    }
+    if only_decode {
+        return;
     }
     // Gray PNG -> dithered MH TIFF-F, one output file per page like mogrify.
     let opts = WriteOptions {

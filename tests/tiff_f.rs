@@ -582,8 +582,19 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// `g3test.g3` (1-D, EOL before every line) against libtiff's `fax2tiff`, in both bit orders.
+///
+/// What we share with fax2tiff: a line cut short by an EOL ("premature EOL", rows 19–35 here) or
+/// stopped by an invalid code word keeps the runs decoded so far and is white from there
+/// (libtiff's `CLEANUP_RUNS`), so rows 0–180 are the same pixel for pixel.
+///
+/// Where we differ, on purpose: line 181 has an invalid code word at x = 1528 (fax2tiff reports
+/// it as "Bad code word at line 180 ... (x 1528)"; fed that line alone, fax2tiff gives the same
+/// partial row as ours), and in the whole stream fax2tiff leaves that line out of its output,
+/// so its rows 181.. are our rows 182.. (checked up to its next damaged line, 389; at later
+/// damaged lines the two drift further apart). We keep every damaged line as far as it decodes
+/// rather than shift the rest of the page up by a row.
 #[test]
-#[ignore = "known gap: from row 19 of g3test.g3 our EOL-resynchronised rows differ from fax2tiff's"]
 fn raw_g3_matches_fax2tiff_in_both_bit_orders() {
     let Some(shared) = shared() else { return };
     if !have_tool("fax2tiff") || !have_tool("tiffcp") {
@@ -606,34 +617,39 @@ fn raw_g3_matches_fax2tiff_in_both_bit_orders() {
             .output()
             .unwrap();
         assert!(r.status.success());
-        // fax2tiff names the damaged lines ("Bad code word at line 1079", "Premature EOL at
-        // line 180"): its fill of a damaged line is its own, ours is white. Compare the others.
+        // fax2tiff names the damaged lines ("Bad code word at line 180 ... (x 1528)"), counted
+        // in its output rows.
         let bad: Vec<usize> = String::from_utf8_lossy(&r.stderr)
             .lines()
             .filter_map(|l| l.split("at line ").nth(1)?.split(' ').next()?.parse().ok())
             .collect();
-        assert!(
-            bad.contains(&1079) && bad.len() < 20,
+        assert_eq!(
+            bad.iter().take(2).copied().collect::<Vec<_>>(),
+            [180, 389],
             "libtiff's verdict on g3test.g3 changed: {bad:?}"
         );
-        let mut theirs = tiffcp_none_lenient(&tif);
+        let (tw, th, theirs) = tiffcp_none_lenient(&tif);
+        assert_eq!((tw, th), (1728, 1103));
         let ours = tiff_f::read_raw_g3(bytes, 1728, 98, &Limits::default()).unwrap();
-        let mut mine = ours.clone();
-        // libtiff keeps decoding into the damaged tail (1103 rows); we stop at the last
-        // line that decodes. Compare the rows both have.
-        let h = mine[0].height;
-        assert!(
-            (1100..=1103).contains(&h) && theirs.1 == 1103,
-            "rows: ours {h}"
-        );
-        theirs.1 = h;
-        theirs.2.truncate(h as usize * 216);
-        for &l in bad.iter().filter(|&&l| l < h as usize) {
-            theirs.2[l * 216..(l + 1) * 216].fill(0);
-            mine[0].data[l * 216..(l + 1) * 216].fill(0);
+        let p = &ours[0];
+        assert_eq!((p.width, p.y_dpi), (1728, 98));
+        assert!((1100..=1103).contains(&p.height), "rows: ours {}", p.height);
+        let row = |d: &[u8], y: usize| d[y * 216..(y + 1) * 216].to_vec();
+        for y in 0..=180 {
+            assert!(
+                row(&p.data, y) == row(&theirs, y),
+                "g3test.g3 {name}-first: row {y} differs from fax2tiff"
+            );
         }
-        assert_same(&mine, &[theirs], &format!("g3test.g3 {name}-first"));
-        assert_eq!((ours[0].width, ours[0].y_dpi), (1728, 98));
+        // Line 181, which fax2tiff leaves out, is here as far as it decodes (not white).
+        assert!(row(&p.data, 181).iter().any(|&b| b != 0));
+        for t in 181..389 {
+            assert!(
+                row(&p.data, t + 1) == row(&theirs, t),
+                "g3test.g3 {name}-first: our row {} differs from fax2tiff's row {t}",
+                t + 1
+            );
+        }
     }
 }
 

@@ -1,16 +1,21 @@
 //! Table-driven T.4 (MH, MR) and T.6 (MMR) decoder for clean strips.
 //!
 //! The fast path of [`super::read`]: code words are looked up in tables indexed by the next 12
-//! (white runs), 13 (black runs) or 7 (2-D modes) bits of a 64-bit window, and each row is kept
-//! as its changing elements (T.4 §4.2.1.3.1), which are both the next row's reference line and
-//! what the row's black runs are filled from. Anything unusual — an invalid or unsupported code
-//! word (T.4 extensions, uncompressed mode), a run past the row, a missing EOL in 2-D data, data
-//! ending before the last row — is an error, and the caller decodes the strip again with the
-//! general decoder (`hayro-ccitt`), so this path only changes speed, never what is decoded.
+//! (white runs), 13 (black runs) or 7 (2-D modes) bits of a 64-bit buffer refilled without
+//! branches; two short terminating codes (a white and a black run, or the two runs of a
+//! horizontal mode) come from one 12-bit look-up, and a string of V0 modes (a run of 1 bits)
+//! copies the reference changes in one step. Each row is kept as its changing elements (T.4
+//! §4.2.1.3.1) in a preallocated buffer with sentinels at both ends, which are both the next
+//! row's reference line and what the row's black runs are filled from. Anything unusual — an
+//! invalid or unsupported code word (T.4 extensions, uncompressed mode), a run past the row, a
+//! missing EOL in 2-D data, data ending before the last row, a row wider than 2^20 — is an
+//! error, and the caller decodes the strip again with the general decoder (`hayro-ccitt`), so
+//! this path only changes speed, never what is decoded.
 //!
-//! Bounded: every mode and code word consumes at least one bit, positions on a row only move
-//! right, reading stops once the bit position passes the end of the data, and at most `rows`
-//! rows are decoded.
+//! Bounded: every mode and code word consumes at least one bit, past the end of the data the
+//! reader gives zero bits (no code word is all zeros, so decoding fails there within a code
+//! word), the bit position is checked against the end after every row, and at most `rows` rows
+//! are decoded; a row holds at most `width` changes, the size of its buffer.
 
 use super::mh::run_code;
 use std::sync::OnceLock;
@@ -59,9 +64,17 @@ struct Tables {
     /// Entry = run length << 4 | code length; code length 0 = no such code word.
     white: Vec<u16>,
     black: Vec<u16>,
+    /// Two terminating codes in one look-up (short runs): indexed by the next [`PAIR_BITS`] bits
+    /// at a white (`pair[0]`) or black (`pair[1]`) run, entry = first run << 10 | second run << 4
+    /// | both codes' length; 0 = the next two codes are not two terminating codes within
+    /// [`PAIR_BITS`] bits.
+    pair: [Vec<u16>; 2],
     /// Entry = mode << 4 | code length.
     mode: [u8; 1 << MODE_BITS],
 }
+
+/// Bits of the two-run table index.
+const PAIR_BITS: u32 = 12;
 
 fn tables() -> &'static Tables {
     static T: OnceLock<Tables> = OnceLock::new();
@@ -77,6 +90,25 @@ fn tables() -> &'static Tables {
                 let first = (code << (bits - len)) as usize;
                 for e in &mut t[first..first + (1 << (bits - len))] {
                     *e = (run << 4 | len) as u16;
+                }
+            }
+            t
+        };
+        let pair = |black: bool| {
+            let mut t = vec![0u16; 1 << PAIR_BITS];
+            for r1 in 0..64 {
+                let (c1, l1) = run_code(black, r1);
+                for r2 in 0..64 {
+                    let (c2, l2) = run_code(!black, r2);
+                    let len = l1 + l2;
+                    if len > PAIR_BITS {
+                        continue;
+                    }
+                    let code = c1 << l2 | c2;
+                    let first = (code << (PAIR_BITS - len)) as usize;
+                    for e in &mut t[first..first + (1 << (PAIR_BITS - len))] {
+                        *e = (r1 << 10 | r2 << 4 | len) as u16;
+                    }
                 }
             }
             t
@@ -102,80 +134,126 @@ fn tables() -> &'static Tables {
         Tables {
             white: build(false, WHITE_BITS),
             black: build(true, BLACK_BITS),
+            pair: [pair(false), pair(true)],
             mode,
         }
     })
 }
 
-/// MSB-first bit reader; reads past the end give zero bits (no code word is all zeros, so a
-/// decode running off the end stops on an invalid code), and `pos > end` is checked per row.
+/// The 8 bytes at `i`, big-endian; bytes past the end of `data` read as zero.
+#[inline(always)]
+fn load(data: &[u8], i: usize) -> u64 {
+    match data.get(i..i + 8) {
+        Some(b) => u64::from_be_bytes(b.try_into().unwrap_or([0; 8])),
+        None => {
+            let mut b = [0u8; 8];
+            if let Some(rest) = data.get(i..) {
+                b[..rest.len()].copy_from_slice(rest);
+            }
+            u64::from_be_bytes(b)
+        }
+    }
+}
+
+/// MSB-first bit reader with a 64-bit buffer refilled without branches (whole bytes, keeping
+/// 56 to 63 bits); reads past the end give zero bits (no code word is all zeros, so a decode
+/// running off the end stops on an invalid code), and the position is checked against the end
+/// of the data per row.
 struct Reader<'a> {
     data: &'a [u8],
-    /// Bit position.
-    pos: usize,
+    /// The next bits, MSB first; bits below the top `n` are the following stream bits or zero.
+    buf: u64,
+    /// Valid bits in `buf`.
+    n: u32,
+    /// Next byte of `data` to load (`8 * i - n` is the bit position).
+    i: usize,
     /// Bits in `data`.
     end: usize,
 }
 
-impl Reader<'_> {
-    /// The next 32 bits, MSB first.
-    #[inline(always)]
-    fn peek(&self) -> u32 {
-        let i = self.pos >> 3;
-        let w = match self.data.get(i..i + 8) {
-            Some(b) => u64::from_be_bytes(b.try_into().unwrap_or([0; 8])),
-            None => {
-                let mut b = [0u8; 8];
-                if let Some(rest) = self.data.get(i..) {
-                    b[..rest.len()].copy_from_slice(rest);
-                }
-                u64::from_be_bytes(b)
-            }
+impl<'a> Reader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        let mut r = Reader {
+            data,
+            buf: 0,
+            n: 0,
+            i: 0,
+            end: data.len() * 8,
         };
-        ((w << (self.pos & 7)) >> 32) as u32
+        r.refill();
+        r
+    }
+
+    /// Top the buffer up to at least 56 bits.
+    #[inline(always)]
+    fn refill(&mut self) {
+        self.buf |= load(self.data, self.i) >> self.n;
+        self.i += ((63 - self.n) >> 3) as usize;
+        self.n |= 56;
+    }
+
+    /// Drop `k` bits (at most `n`).
+    #[inline(always)]
+    fn consume(&mut self, k: u32) {
+        self.buf <<= k;
+        self.n -= k;
+    }
+
+    /// Bit position.
+    #[inline(always)]
+    fn pos(&self) -> usize {
+        self.i * 8 - self.n as usize
+    }
+
+    /// Move to bit position `pos`.
+    fn seek(&mut self, pos: usize) {
+        self.i = pos >> 3;
+        self.buf = 0;
+        self.n = 0;
+        self.refill();
+        self.consume((pos & 7) as u32);
     }
 
     /// Skip fill bits and one EOL (eleven or more 0 bits then a 1, T.4 §4.1.2) if they come next;
     /// whether there was one.
     fn eol(&mut self) -> bool {
-        let start = self.pos;
+        let start = self.pos();
+        let mut pos = start;
         loop {
-            let p = self.peek();
+            let p = (load(self.data, pos >> 3) << (pos & 7) >> 32) as u32;
             if p == 0 {
-                if self.pos >= self.end {
-                    self.pos = start;
+                if pos >= self.end {
                     return false;
                 }
-                self.pos += 32;
+                pos += 32;
                 continue;
             }
-            let zeros = self.pos - start + p.leading_zeros() as usize;
+            let zeros = pos - start + p.leading_zeros() as usize;
             if zeros >= 11 {
-                self.pos += p.leading_zeros() as usize + 1;
+                self.seek(pos + p.leading_zeros() as usize + 1);
                 return true;
             }
-            self.pos = start;
             return false;
         }
     }
 
     /// One run length: make-up codes, then a terminating code (T.4 §4.1.1), at most `max`.
+    /// Needs 13 bits in the buffer on entry.
     #[inline(always)]
-    fn run(&mut self, t: &Tables, black: bool, max: u32) -> Result<u32, Unclean> {
-        let mut total = 0u32;
+    fn run(&mut self, t: &Tables, black: bool, max: i32) -> Result<i32, Unclean> {
+        let mut total = 0i32;
         loop {
-            let p = self.peek();
             let e = if black {
-                t.black[(p >> (32 - BLACK_BITS)) as usize]
+                t.black[(self.buf >> (64 - BLACK_BITS)) as usize]
             } else {
-                t.white[(p >> (32 - WHITE_BITS)) as usize]
+                t.white[(self.buf >> (64 - WHITE_BITS)) as usize]
             };
             let len = u32::from(e & 15);
             if len == 0 {
                 return Err(Unclean);
             }
-            self.pos += len as usize;
-            let r = u32::from(e >> 4);
+            self.consume(len);
+            let r = i32::from(e >> 4);
             total += r;
             if total > max {
                 return Err(Unclean);
@@ -183,96 +261,204 @@ impl Reader<'_> {
             if r < 64 {
                 return Ok(total);
             }
+            self.refill();
         }
     }
 }
 
-/// Append a changing element; one at the same place as the last cancels it (a zero-length run).
-#[inline(always)]
-fn push_change(cur: &mut Vec<u32>, x: u32, w: u32) -> Result<(), Unclean> {
-    match cur.last() {
-        Some(&l) if x < l => Err(Unclean),
-        Some(&l) if x == l => {
-            cur.pop();
-            Ok(())
+/// Widest row the fast path takes (positions fit an `i32` with room to spare).
+const MAX_WIDTH: u32 = 1 << 20;
+
+/// Leading entries of a row of changes, below any position: `changes[ib - 1]` exists for the
+/// first b1 and the index parity is the colour (even index = change to black).
+const HEAD: usize = 2;
+/// Trailing copies of the width after a row's changes (b1 and b2 never run off).
+const TAIL: usize = 4;
+/// Reference changes copied at once for a string of V0 modes (whole, whatever the count used;
+/// the row buffers have that much slack past their trailing widths).
+const COPY: usize = 8;
+
+/// A row of changing elements: `HEAD` sentinels, the changes, `TAIL` copies of the width.
+struct Changes {
+    v: Vec<i32>,
+    /// Index of the first trailing width (`HEAD` + number of changes).
+    n: usize,
+}
+
+impl Changes {
+    fn new(width: u32) -> Self {
+        let mut v = vec![i32::MIN; HEAD + width as usize + TAIL + COPY];
+        v[HEAD..HEAD + TAIL].fill(width as i32);
+        Changes { v, n: HEAD }
+    }
+
+    /// Append a changing element `x` (at or after the last one and `<= w`); one at the same
+    /// place as the last cancels it (a zero-length run), one at `w` is no change. At most `w`
+    /// changes are kept (strictly increasing, `< w`), so the buffer never overflows.
+    #[inline(always)]
+    fn push(&mut self, x: i32, w: i32) {
+        if self.v[self.n - 1] == x {
+            self.n -= 1;
+        } else if x < w {
+            self.v[self.n] = x;
+            self.n += 1;
         }
-        _ => {
-            if x < w {
-                cur.push(x);
-            }
-            Ok(())
-        }
+    }
+
+    /// Close the row: the trailing widths.
+    #[inline(always)]
+    fn finish(&mut self, w: i32) {
+        self.v[self.n..self.n + TAIL].fill(w);
     }
 }
 
 /// One T.4 1-D row (T.4 §4.1.1) into `cur`.
-fn mh_row(r: &mut Reader, t: &Tables, cur: &mut Vec<u32>, w: u32) -> Result<(), Unclean> {
-    cur.clear();
-    let mut pos = 0u32;
-    let mut black = false;
+#[inline(always)]
+fn mh_row(r: &mut Reader, t: &Tables, cur: &mut Changes, w: i32) -> Result<(), Unclean> {
+    cur.n = HEAD;
+    let mut pos = 0i32;
     while pos < w {
-        pos += r.run(t, black, w - pos)?;
-        push_change(cur, pos, w)?;
-        black = !black;
+        // At a white run: two short runs in one look-up when they end before the row does.
+        r.refill();
+        let e = t.pair[0][(r.buf >> (64 - PAIR_BITS)) as usize];
+        let a1 = pos + i32::from(e >> 10);
+        let a2 = a1 + i32::from((e >> 4) & 63);
+        if e != 0 && a1 < w {
+            if a2 > w {
+                return Err(Unclean);
+            }
+            r.consume(u32::from(e & 15));
+            cur.push(a1, w);
+            cur.push(a2, w);
+            pos = a2;
+            continue;
+        }
+        pos += r.run(t, false, w - pos)?;
+        cur.push(pos, w);
+        if pos >= w {
+            break;
+        }
+        r.refill();
+        pos += r.run(t, true, w - pos)?;
+        cur.push(pos, w);
     }
+    cur.finish(w);
     Ok(())
 }
 
-/// One 2-D row (T.4 §4.2.1.3, T.6 §2.2) into `cur` against `refl` (reference changes followed by
-/// at least three copies of `w`).
+/// The two runs of a horizontal mode code (T.4 §4.2.1.3.2 c) from `start`, the first of colour
+/// `black`: the two changing elements a1, a2.
+#[inline(always)]
+fn horizontal(
+    r: &mut Reader,
+    t: &Tables,
+    black: bool,
+    start: i32,
+    w: i32,
+) -> Result<(i32, i32), Unclean> {
+    let e = t.pair[usize::from(black)][(r.buf >> (64 - PAIR_BITS)) as usize];
+    if e != 0 {
+        let a1 = start + i32::from(e >> 10);
+        let a2 = a1 + i32::from((e >> 4) & 63);
+        if a2 > w {
+            return Err(Unclean);
+        }
+        r.consume(u32::from(e & 15));
+        return Ok((a1, a2));
+    }
+    let a1 = start + r.run(t, black, w - start)?;
+    r.refill();
+    let a2 = a1 + r.run(t, !black, w - a1)?;
+    Ok((a1, a2))
+}
+
+/// One 2-D row (T.4 §4.2.1.3, T.6 §2.2) into `cur` against `refl`.
+///
+/// `ib` indexes b1 (the first reference change right of a0 of the colour opposite to a0's); its
+/// parity is a0's colour, and it only moves right except for one step back after VL modes.
+#[inline(always)]
 fn row_2d(
     r: &mut Reader,
     t: &Tables,
-    cur: &mut Vec<u32>,
-    refl: &[u32],
-    w: u32,
+    cur: &mut Changes,
+    refl: &Changes,
+    w: i32,
 ) -> Result<(), Unclean> {
-    cur.clear();
-    let mut a0: i64 = -1;
+    cur.n = HEAD;
+    let rv = &refl.v;
+    let mut a0: i32 = -1;
     let mut black = false;
-    let mut ib = 0usize;
-    let wi = i64::from(w);
-    while a0 < wi {
-        // b1: first reference change right of a0 of the colour opposite to a0's (even index =
-        // change to black); b2 the one after it.
-        while ib < refl.len() && i64::from(refl[ib]) <= a0 {
-            ib += 1;
+    let mut ib = HEAD;
+    while a0 < w {
+        r.refill();
+        if r.buf >> 63 == 1 {
+            // V0 (a1 = b1), as many in a row as the buffer shows (up to `COPY`), while b1 is a
+            // change: the reference changes are copied as they are.
+            let k = (r.buf.leading_ones().min(r.n) as usize)
+                .min(refl.n.saturating_sub(ib))
+                .min(COPY);
+            if k == 0 {
+                // b1 is the end of the row.
+                r.consume(1);
+                break;
+            }
+            cur.v[cur.n..cur.n + COPY].copy_from_slice(&rv[ib..ib + COPY]);
+            cur.n += k;
+            ib += k;
+            a0 = rv[ib - 1];
+            black ^= k & 1 == 1;
+            r.consume(k as u32);
+            continue;
         }
-        let j = ib + usize::from((ib & 1 == 1) != black);
-        let (Some(&b1), Some(&b2)) = (refl.get(j), refl.get(j + 1)) else {
-            return Err(Unclean);
-        };
-        let e = t.mode[(r.peek() >> (32 - MODE_BITS)) as usize];
-        let len = e & 15;
+        let e = t.mode[(r.buf >> (64 - MODE_BITS)) as usize];
+        let len = u32::from(e & 15);
+        let m = e >> 4;
+        if m > V0 - 4 {
+            // VL3..VR3 (V0 was taken above): branch-free but for rare long searches.
+            r.consume(len);
+            let d = i32::from(m) - i32::from(V0);
+            let a1 = rv[ib] + d;
+            if a1 <= a0 || a1 > w {
+                return Err(Unclean);
+            }
+            cur.v[cur.n] = a1;
+            cur.n += usize::from(a1 < w);
+            black = !black;
+            a0 = a1;
+            // The next b1 has the other colour: one step back (VL) or forward (VR), then
+            // on in steps of two.
+            ib = ib + 1 - 2 * usize::from(d < 0);
+            ib += 2 * usize::from(rv[ib] <= a0);
+            if a0 >= w {
+                break;
+            }
+            while rv[ib] <= a0 {
+                ib += 2;
+            }
+            continue;
+        }
         if len == 0 {
             return Err(Unclean);
         }
-        r.pos += usize::from(len);
-        match e >> 4 {
-            PASS => a0 = i64::from(b2),
-            HORIZONTAL => {
-                let start = a0.max(0) as u32;
-                let r1 = r.run(t, black, w - start)?;
-                let a1 = start + r1;
-                let r2 = r.run(t, !black, w - a1)?;
-                push_change(cur, a1, w)?;
-                push_change(cur, a1 + r2, w)?;
-                a0 = i64::from(a1 + r2);
-            }
-            v => {
-                let a1 = i64::from(b1) + i64::from(v) - i64::from(V0);
-                if a1 <= a0 || a1 > wi {
-                    return Err(Unclean);
-                }
-                push_change(cur, a1 as u32, w)?;
-                black = !black;
-                a0 = a1;
-            }
+        r.consume(len);
+        if m == PASS {
+            a0 = rv[ib + 1];
+            ib += 2;
+            continue;
         }
-        if r.pos > r.end {
-            return Err(Unclean);
+        // Horizontal.
+        let (a1, a2) = horizontal(r, t, black, a0.max(0), w)?;
+        cur.push(a1, w);
+        cur.push(a2, w);
+        a0 = a2;
+        if a0 >= w {
+            break;
+        }
+        while rv[ib] <= a0 {
+            ib += 2;
         }
     }
+    cur.finish(w);
     Ok(())
 }
 
@@ -292,23 +478,23 @@ pub(crate) fn decode(
         eol,
         byte_aligned,
     } = format;
-    if width == 0 || stride * 8 < width as usize || out.len() < stride * rows as usize {
+    if width == 0
+        || width > MAX_WIDTH
+        || stride * 8 < width as usize
+        || out.len() < stride * rows as usize
+    {
         return Err(Unclean);
     }
     let t = tables();
-    let mut r = Reader {
-        data,
-        pos: 0,
-        end: data.len() * 8,
-    };
-    let cap = (width as usize + 4).min(4096);
-    let mut cur: Vec<u32> = Vec::with_capacity(cap);
-    let mut refl: Vec<u32> = Vec::with_capacity(cap);
-    refl.extend([width; 3]);
+    let mut r = Reader::new(data);
+    let w = width as i32;
+    let mut cur = Changes::new(width);
+    let mut refl = Changes::new(width);
     let mut toggles = vec![0u64; (width as usize).div_ceil(64)];
     for row in out.chunks_exact_mut(stride).take(rows as usize) {
         if byte_aligned {
-            r.pos = r.pos.next_multiple_of(8);
+            let p = r.pos().next_multiple_of(8);
+            r.seek(p);
         }
         let one_d = match coding {
             Coding::Mmr => false,
@@ -322,37 +508,120 @@ pub(crate) fn decode(
                 if !r.eol() {
                     return Err(Unclean);
                 }
-                let tag = r.peek() >> 31 == 1;
-                r.pos += 1;
+                let tag = r.buf >> 63 == 1;
+                r.consume(1);
                 tag
             }
         };
         if one_d {
-            mh_row(&mut r, t, &mut cur, width)?;
+            mh_row(&mut r, t, &mut cur, w)?;
         } else {
-            row_2d(&mut r, t, &mut cur, &refl, width)?;
+            row_2d(&mut r, t, &mut cur, &refl, w)?;
         }
-        if r.pos > r.end {
+        if r.pos() > r.end {
             return Err(Unclean);
         }
-        fill_row(row, &cur, &mut toggles, width);
+        fill_row(row, &cur.v[HEAD..cur.n], &mut toggles, width);
         std::mem::swap(&mut cur, &mut refl);
-        refl.extend([width; 3]);
     }
     Ok(())
 }
 
-/// Fill a packed row (1 = black) from its changing elements (all `< 64 × toggles.len()`):
-/// mark each change in `toggles` (zero on entry and on return), then a prefix XOR along each
-/// 64-bit word, carried from word to word, turns the marks into runs.
-fn fill_row(row: &mut [u8], changes: &[u32], toggles: &mut [u64], width: u32) {
+/// One T.4 1-D line (T.4 §4.1.1) from a stream holding that line only (its bits between two
+/// EOLs), decoded leniently the way libtiff's `Fax3Decode1D` does (`EXPAND1D` and
+/// `CLEANUP_RUNS` in `tif_fax3.h`), so that a damaged line keeps what was read: runs are
+/// decoded until the line is `width` pixels or a code word is invalid (which includes the EOL's
+/// zeros or the end of the data, a line cut short); a pending make-up code counts as a run; a
+/// line that ran past `width` loses whole runs from its end until it fits; what is missing is
+/// white. Returns the line's changing elements (increasing, `< width`; even index = change to
+/// black) and whether the line was exactly `width` pixels of valid code words.
+///
+/// Bounded: every code word consumes at least one bit and the zeros past the end of `data` are
+/// no code word, so at most `8 × data.len()` code words are read.
+pub(crate) fn mh_line_lenient(data: &[u8], width: u32) -> (Vec<u32>, bool) {
+    let t = tables();
+    let mut r = Reader::new(data);
+    let w = i64::from(width);
+    let mut runs: Vec<i64> = Vec::new();
+    let mut a0 = 0i64;
+    let mut black = false;
+    let mut clean = true;
+    'line: while a0 < w {
+        let mut run = 0i64;
+        loop {
+            r.refill();
+            let e = if black {
+                t.black[(r.buf >> (64 - BLACK_BITS)) as usize]
+            } else {
+                t.white[(r.buf >> (64 - WHITE_BITS)) as usize]
+            };
+            let len = u32::from(e & 15);
+            if len == 0 {
+                if run > 0 {
+                    runs.push(run);
+                    a0 += run;
+                }
+                clean = false;
+                break 'line;
+            }
+            r.consume(len);
+            let v = i64::from(e >> 4);
+            run += v;
+            if v < 64 {
+                break;
+            }
+        }
+        runs.push(run);
+        a0 += run;
+        black = !black;
+    }
+    if a0 != w {
+        clean = false;
+        while a0 > w {
+            match runs.pop() {
+                Some(run) => a0 -= run,
+                None => break,
+            }
+        }
+        if a0 < w {
+            if runs.len() % 2 == 1 {
+                runs.push(0);
+            }
+            runs.push(w - a0.max(0));
+        }
+    }
+    let mut changes: Vec<u32> = Vec::new();
+    let mut x = 0i64;
+    for run in runs {
+        x += run;
+        if changes.last().is_some_and(|&l| i64::from(l) == x) {
+            changes.pop();
+        } else if (0..w).contains(&x) {
+            changes.push(x as u32);
+        }
+    }
+    (changes, clean)
+}
+
+/// Fill a packed row (1 = black) from its changing elements (increasing, all
+/// `< 64 × toggles.len()`): mark each change in `toggles` (zero on entry and on return; each
+/// word's marks gathered in a register and stored whole, so no read-modify-write chain), then a
+/// prefix XOR along each 64-bit word, carried from word to word, turns the marks into runs.
+fn fill_row(row: &mut [u8], changes: &[i32], toggles: &mut [u64], width: u32) {
+    let mut acc = 0u64;
+    let mut last = usize::MAX;
     for &x in changes {
-        if let Some(t) = toggles.get_mut((x / 64) as usize) {
-            *t ^= 1u64 << (63 - x % 64);
+        let x = x as u32;
+        let wi = (x / 64) as usize;
+        acc = if wi == last { acc } else { 0 };
+        acc ^= 1u64 << (63 - x % 64);
+        last = wi;
+        if let Some(t) = toggles.get_mut(wi) {
+            *t = acc;
         }
     }
     let mut carry = 0u64; // all ones when the word before ended black
-    for (t, out) in toggles.iter_mut().zip(row.chunks_mut(8)) {
+    let mut word = |t: &mut u64| {
         let mut v = *t;
         *t = 0;
         v ^= v >> 1;
@@ -363,8 +632,18 @@ fn fill_row(row: &mut [u8], changes: &[u32], toggles: &mut [u64], width: u32) {
         v ^= v >> 32;
         v ^= carry;
         carry = 0u64.wrapping_sub(v & 1);
-        let b = v.to_be_bytes();
-        out.copy_from_slice(&b[..out.len()]);
+        v.to_be_bytes()
+    };
+    // Whole words as fixed-size stores, then the row's last partial word.
+    let mut words = row.chunks_exact_mut(8);
+    let mut ts = toggles.iter_mut();
+    for (out, t) in (&mut words).zip(&mut ts) {
+        out.copy_from_slice(&word(t));
+    }
+    let tail = words.into_remainder();
+    if let (false, Some(t)) = (tail.is_empty(), ts.next()) {
+        let n = tail.len();
+        tail.copy_from_slice(&word(t)[..n]);
     }
     // Runs that end black run on into the padding bits: clear them.
     let full = (width / 8) as usize;

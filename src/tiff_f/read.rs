@@ -707,7 +707,8 @@ pub(crate) fn read_raw_g3(
                     || data.len() > rows.data.len() + stride
                 {
                     rows.data = data;
-                    err = (bad > 0).then(|| format!("{bad} damaged lines left white"));
+                    err =
+                        (bad > 0).then(|| format!("{bad} damaged lines, white from the damage on"));
                 }
             }
             let n = rows.data.len() / stride;
@@ -829,7 +830,8 @@ fn bit_slice(data: &[u8], start: usize, end: usize) -> Vec<u8> {
 }
 
 /// T.4 1-D (MH) with EOLs decoded line by line between EOLs, so that a damaged line costs only
-/// itself (left white): returns (packed rows, damaged lines).
+/// itself (its runs before the damage kept, white from there, as libtiff's `fax2tiff` does; see
+/// [`ccitt::mh_line_lenient`]): returns (packed rows, damaged lines).
 pub(crate) fn mh_lines_resync(data: &[u8], width: u32, max_rows: usize) -> (Vec<u8>, usize) {
     let stride = (width as usize).div_ceil(8);
     let ends = eol_ends(data);
@@ -847,21 +849,19 @@ pub(crate) fn mh_lines_resync(data: &[u8], width: u32, max_rows: usize) -> (Vec<
         if line.iter().all(|&b| b == 0) {
             continue; // fill bits only
         }
-        let mut settings = ccitt(EncodingMode::Group3_1D, false, false);
-        settings.columns = width;
-        settings.rows = 1;
-        settings.end_of_block = false;
+        // Like libtiff's fax2tiff, a damaged line keeps the runs before the damage and is
+        // white from there.
+        let (changes, ok) = ccitt::mh_line_lenient(&line, width);
+        if !ok {
+            bad += 1;
+        }
         let mut one = RowCollector {
             data: Vec::new(),
             stride,
             width,
             max_rows: 1,
         };
-        let ok = hayro_ccitt::decode(&line, &mut one, &mut DecoderContext::new(settings)).is_ok();
-        if !ok || one.data.len() != stride {
-            bad += 1;
-            one.data = vec![0; stride];
-        }
+        hayro_ccitt::Decoder::push_row(&mut one, &changes);
         rows.extend_from_slice(&one.data);
     }
     (rows, bad)
