@@ -9,7 +9,10 @@
 //! ```
 //!
 //! Env: `RUNS` (default 5; medians are reported), `IM_PAGES` (pages given to ImageMagick,
-//! default 20: it runs at about one page per second), `PIN=0` to not pin to one core.
+//! default 20: it runs at about one page per second), `PIN=0` to not pin to one core,
+//! `ONLY=encode,decode,png` to run only some groups of lines (comma-separated; `png` is both
+//! PNG lines; default all). The decode lines need the encode lines' `tiffcp` files, so `decode`
+//! also runs the reference side of `encode`.
 //! Every reference tool runs pinned to CPU 0 with `taskset` (when present) and
 //! `MAGICK_THREAD_LIMIT=1`; ours runs on one thread except the "2 cores" line.
 
@@ -116,6 +119,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    let only = std::env::var("ONLY").unwrap_or_default();
+    let want = |g: &str| only.is_empty() || only.split(',').any(|o| o.trim() == g);
     let tifs = files(&dir, "tif");
     let pngs = files(&dir, "png");
     if tifs.is_empty() || pngs.is_empty() {
@@ -173,21 +178,30 @@ fn main() {
             encoding: enc,
             ..WriteOptions::default()
         };
+        if !want("encode") && !want("decode") {
+            break;
+        }
         let dst = o.join("ours.tif");
-        let ours = time(runs, || {
+        let mut ours_f = || {
             let mut pages = Vec::new();
             for b in &tif_bytes {
                 pages.extend(tiff_f::read_pages(b, &limits, Bilevel::default()).unwrap());
             }
             let f = tiff_f::write_tiff_f(&pages, &opts).unwrap();
             std::fs::write(&dst, f.bytes).unwrap();
-        });
-        let theirs = time(runs, || {
+        };
+        let theirs_f = || {
             sh(&format!(
                 "tiffcp -c {c} {tif_list} {}/ref_{c}.tif",
                 o.display()
             ))
-        });
+        };
+        if !want("encode") {
+            theirs_f(); // the decode lines read this file
+            continue;
+        }
+        let ours = time(runs, &mut ours_f);
+        let theirs = time(runs, theirs_f);
         row(
             &format!("encode {enc:?} (tiffcp -c {c})"),
             n / ours,
@@ -196,6 +210,9 @@ fn main() {
     }
     // Decode: tiffcp's G3/G4 file -> uncompressed pages.
     for c in ["g3:1d", "g3:2d", "g4"] {
+        if !want("decode") {
+            break;
+        }
         let src = o.join(format!("ref_{c}.tif"));
         let coded = std::fs::read(&src).unwrap();
         let dst = o.join("ours_none.raw");
@@ -220,6 +237,9 @@ fn main() {
             n / ours,
             n / theirs,
         );
+    }
+    if !want("png") {
+        return;
     }
     // Gray PNG -> dithered MH TIFF-F, one output file per page like mogrify.
     let opts = WriteOptions {

@@ -1,7 +1,7 @@
 //! T.4 one-dimensional (MH), T.4 two-dimensional (MR) and T.6 (MMR) encoders, on changing
 //! elements (T.4 §4.2.1.3.1) and the `fax` crate's code tables (T.4 Tables 2 and 3).
 
-use super::bits::{changes, BitOut};
+use super::bits::{changes, for_each_change, BitOut, RowBits};
 use super::ImageError;
 use fax::maps;
 use std::sync::OnceLock;
@@ -18,8 +18,9 @@ struct RunCodes {
     term: [Code; 64],
     makeup: [Code; 41],
     /// The whole code for every run 0..=2623: make-up code (if any) then terminating code,
-    /// concatenated (at most 13 + 12 = 25 bits), so that a run is one bit-writer call.
-    full: Vec<Code>,
+    /// concatenated (at most 13 + 12 = 25 bits), so that a run is one bit-writer call; packed
+    /// as `bits << 5 | length` to halve the table.
+    full: Vec<u32>,
 }
 
 struct Tables {
@@ -48,10 +49,10 @@ fn tables() -> &'static Tables {
                 .map(|n| {
                     let (tc, tl) = t.term[(n % 64) as usize];
                     if n < 64 {
-                        return (tc, tl);
+                        return (tc << 5) | tl;
                     }
                     let (mc, ml) = t.makeup[(n / 64) as usize];
-                    ((mc << tl) | tc, ml + tl)
+                    (((mc << tl) | tc) << 5) | (ml + tl)
                 })
                 .collect();
             t
@@ -89,19 +90,52 @@ fn check(data: &[u8], width: u32, height: u32) -> Result<usize, ImageError> {
 }
 
 /// Write one run with make-up codes as needed (T.4 §4.1.1: runs over 2560 repeat the 2560 code).
-#[inline]
-fn put_run(out: &mut BitOut, t: &RunCodes, mut n: u32) {
+#[inline(always)]
+fn put_run(out: &mut RowBits, t: &RunCodes, n: u32) {
+    match t.full.get(n as usize) {
+        Some(&e) => out.put(e >> 5, e & 31),
+        None => put_long_run(out, t, n),
+    }
+}
+
+/// A run over 2623 pixels: 2560 make-up codes, then the rest (T.4 §4.1.1).
+#[cold]
+#[inline(never)]
+fn put_long_run(out: &mut RowBits, t: &RunCodes, mut n: u32) {
     while n > 2560 + 63 {
         let (c, l) = t.makeup[40];
         out.put(c, l);
         n -= 2560;
     }
-    let (c, l) = t.full[n as usize];
-    out.put(c, l);
+    let e = t.full[n as usize];
+    out.put(e >> 5, e & 31);
+}
+
+/// Bytes one coded row can take at most, with its EOL and tag bit: every run code is at most
+/// 25 bits (plus a 12-bit 2560 make-up code per further 2560 pixels), a 2-D row codes at most
+/// one pass or vertical code per changing element of either line and a horizontal code per
+/// two; 8 bytes per pixel of width covers all of it.
+fn row_bound(width: u32) -> usize {
+    8 * (width as usize + 2) + 16
+}
+
+/// One MH-coded row straight from its packed bits (T.4 §4.1.1): changing elements are found
+/// and coded in one pass, without a changes vector. `width` ≤ `row.len() * 8`.
+fn put_mh_row_bits(out: &mut RowBits, row: &[u8], width: u32) {
+    let t = tables();
+    let tabs = [&t.white, &t.black];
+    let mut colour = 0usize;
+    let mut pos = 0u32;
+    for_each_change(row, width, |c| {
+        put_run(out, tabs[colour], c - pos);
+        colour ^= 1;
+        pos = c;
+    });
+    put_run(out, tabs[colour], width - pos);
 }
 
 /// One MH-coded row from its changing elements (T.4 §4.1.1).
-fn put_mh_row(out: &mut BitOut, ch: &[u32], width: u32) {
+fn put_mh_row(out: &mut RowBits, ch: &[u32], width: u32) {
     let t = tables();
     let mut pos = 0;
     for (i, &c) in ch.iter().enumerate() {
@@ -119,7 +153,7 @@ fn put_mh_row(out: &mut BitOut, ch: &[u32], width: u32) {
 
 /// One 2-D coded row (T.4 §4.2.1.3, the same as T.6 §2.2): `cur` and `refl` are the changing
 /// elements of the coding and the reference line.
-fn put_2d_row(out: &mut BitOut, cur: &[u32], refl: &[u32], width: u32) {
+fn put_2d_row(out: &mut RowBits, cur: &[u32], refl: &[u32], width: u32) {
     let t = tables();
     let w = width as i64;
     let mut a0: i64 = -1;
@@ -183,12 +217,12 @@ fn put_2d_row(out: &mut BitOut, cur: &[u32], refl: &[u32], width: u32) {
 pub fn encode_mh(data: &[u8], width: u32, height: u32) -> Result<Vec<u8>, ImageError> {
     let stride = check(data, width, height)?;
     let mut out = BitOut::with_capacity(data.len() / 8 + 64);
-    let mut ch = Vec::with_capacity(64);
+    let bound = row_bound(width);
     for row in data.chunks(stride) {
-        out.fill_for_eol();
-        out.put(EOL.0, EOL.1);
-        changes(row, width, &mut ch);
-        put_mh_row(&mut out, &ch, width);
+        out.row(bound, |w| {
+            w.fill_and_eol();
+            put_mh_row_bits(w, row, width);
+        });
     }
     Ok(out.finish())
 }
@@ -203,17 +237,19 @@ pub fn encode_mr(data: &[u8], width: u32, height: u32, k: u32) -> Result<Vec<u8>
     let k = k.max(1) as usize;
     let mut out = BitOut::with_capacity(data.len() / 8 + 64);
     let (mut cur, mut refl) = (Vec::with_capacity(64), Vec::with_capacity(64));
+    let bound = row_bound(width);
     for (i, row) in data.chunks(stride).enumerate() {
         let one_d = i % k == 0;
-        out.fill_for_eol();
-        out.put(EOL.0, EOL.1);
-        out.put(u32::from(one_d), 1);
         changes(row, width, &mut cur);
-        if one_d {
-            put_mh_row(&mut out, &cur, width);
-        } else {
-            put_2d_row(&mut out, &cur, &refl, width);
-        }
+        out.row(bound, |w| {
+            w.fill_and_eol();
+            w.put(u32::from(one_d), 1);
+            if one_d {
+                put_mh_row(w, &cur, width);
+            } else {
+                put_2d_row(w, &cur, &refl, width);
+            }
+        });
         std::mem::swap(&mut cur, &mut refl);
     }
     Ok(out.finish())
@@ -228,9 +264,10 @@ pub fn encode_mmr(data: &[u8], width: u32, height: u32) -> Result<Vec<u8>, Image
     let stride = check(data, width, height)?;
     let mut out = BitOut::with_capacity(data.len() / 12 + 64);
     let (mut cur, mut refl) = (Vec::with_capacity(64), Vec::new());
+    let bound = row_bound(width);
     for row in data.chunks(stride) {
         changes(row, width, &mut cur);
-        put_2d_row(&mut out, &cur, &refl, width);
+        out.row(bound, |w| put_2d_row(w, &cur, &refl, width));
         std::mem::swap(&mut cur, &mut refl);
     }
     out.put(EOL.0, EOL.1);
