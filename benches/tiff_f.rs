@@ -13,6 +13,9 @@
 //! `ONLY=encode,decode,png` to run only some groups of lines (comma-separated; `png` is both
 //! PNG lines; default all). The decode lines need the encode lines' `tiffcp` files, so `decode`
 //! also runs the reference side of `encode`.
+//! The PNG lines are followed by how many cores ours kept busy (CPU time / wall time, from
+//! `/proc/self/stat`) and its CPU time per page, with the load average at start and end: the
+//! all-cores line can only scale when the other core is free.
 //! Every reference tool runs pinned to CPU 0 with `taskset` (when present) and
 //! `MAGICK_THREAD_LIMIT=1`; ours runs on one thread except the "2 cores" line.
 
@@ -38,6 +41,24 @@ fn time(runs: usize, mut f: impl FnMut()) -> f64 {
             })
             .collect(),
     )
+}
+
+/// CPU seconds (user + system) this process has used so far, all threads (dead ones included),
+/// from `/proc/self/stat` (Linux; 100 ticks per second assumed); `None` elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// The 1-minute load average (`/proc/loadavg`), as text.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn pinned() -> bool {
@@ -153,6 +174,7 @@ fn main() {
             " (taskset missing: NOT pinned)"
         }
     );
+    println!("load average (1 min) at start: {}", load());
     println!(
         "{:<34} {:>10} {:>10} {:>8}",
         "what", "ours p/s", "ref p/s", "ratio"
@@ -248,12 +270,16 @@ fn main() {
         bilevel: Bilevel::FloydSteinberg,
         ..WriteOptions::default()
     };
+    let (cpu1, wall1) = (cpu_seconds(), Instant::now());
     let ours = time(runs, || {
         for (i, b) in png_bytes.iter().enumerate() {
             let f = tiff_f::convert(&[b.as_slice()], &opts, &limits).unwrap();
             std::fs::write(o.join(format!("ours_png_{i}.tif")), f.bytes).unwrap();
         }
     });
+    let one_core = cpu_seconds()
+        .zip(cpu1)
+        .map(|(c1, c0)| (c1 - c0, wall1.elapsed().as_secs_f64()));
     let theirs = match im_mogrify() {
         Some(m) => {
             let some = list(&pngs[..im_pages.min(pngs.len())]);
@@ -276,14 +302,35 @@ fn main() {
     if let Some(t) = theirs {
         row("PNG -> dithered MH (ImageMagick)", n / ours, t);
     }
+    if let Some((c, wall)) = one_core {
+        println!(
+            "one core: {:.2} cores busy, {:.1} ms CPU per page",
+            c / wall,
+            1000.0 * c / (n * (runs + 1) as f64)
+        );
+    }
     // Both cores: one multi-page job (convert parallelises decode and encode).
     unpin_self();
     let inputs: Vec<&[u8]> = png_bytes.iter().map(|b| b.as_slice()).collect();
+    let (cpu0, wall0) = (cpu_seconds(), Instant::now());
     let ours2 = time(runs, || {
         let f = tiff_f::convert(&inputs, &opts, &limits).unwrap();
         std::fs::write(o.join("ours_png_all.tif"), f.bytes).unwrap();
     });
+    let cpu = cpu_seconds().zip(cpu0).map(|(c1, c0)| c1 - c0);
     if let Some(t) = theirs {
         row("PNG -> dithered MH, all cores", n / ours2, t);
+    }
+    // Whether the all-cores line had both cores: CPU time over wall time of its runs (2.0 =
+    // both cores busy all along; less = waiting, for a serial part or for another process).
+    if let Some(c) = cpu {
+        println!(
+            "all cores: {:.2} cores busy on average ({} available), {:.1} ms CPU per page; \
+             load average at end {}",
+            c / wall0.elapsed().as_secs_f64(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            1000.0 * c / (n * (runs + 1) as f64),
+            load()
+        );
     }
 }
