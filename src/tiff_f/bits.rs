@@ -53,14 +53,6 @@ impl BitOut {
         self.n &= 7;
     }
 
-    /// Zero bits so that a following 12-bit EOL ends on a byte boundary, then the EOL
-    /// 000000000001 (T.4 §4.1.2, §4.1.3 fill).
-    #[inline]
-    pub(crate) fn fill_and_eol(&mut self) {
-        let pad = (12 - self.n % 8) % 8;
-        self.put(1, pad + 12);
-    }
-
     /// Run `f` with a [`RowBits`] writer that holds the state in locals (registers) and can
     /// write at least `max_bytes` bytes without growing the buffer; the state is taken back
     /// afterwards. Bits past `max_bytes` are dropped, so callers pass a proven bound.
@@ -126,7 +118,8 @@ impl RowBits<'_> {
         self.n &= 7;
     }
 
-    /// As [`BitOut::fill_and_eol`].
+    /// Zero bits so that a following 12-bit EOL ends on a byte boundary, then the EOL
+    /// 000000000001 (T.4 §4.1.2, §4.1.3 fill).
     #[inline(always)]
     pub(crate) fn fill_and_eol(&mut self) {
         let pad = (12 - self.n % 8) % 8;
@@ -279,7 +272,7 @@ mod tests {
         for pre in 0..16 {
             let mut b = BitOut::with_capacity(8);
             b.put(0, pre);
-            b.fill_and_eol();
+            b.row(16, |w| w.fill_and_eol());
             assert_eq!(b.bit_len() % 8, 0, "after {pre} bits");
             let bytes = b.finish();
             assert_eq!(bytes.last(), Some(&1), "EOL ends the last byte");

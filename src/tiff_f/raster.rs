@@ -36,6 +36,16 @@ pub(crate) fn read_raster(
     if pixels == 0 {
         return Err(ImageError::Corrupt(format!("empty image {width}x{height}")));
     }
+    let (x_dpi, y_dpi) = density(bytes).unwrap_or((DEFAULT_SCAN_DPI, DEFAULT_SCAN_DPI));
+    if let Some(data) = gray_png_rows(bytes, width, height, bilevel)? {
+        return Ok(Bitmap {
+            width,
+            height,
+            x_dpi,
+            y_dpi,
+            data,
+        });
+    }
     let mut r = reader(bytes)?;
     let mut il = image::Limits::default();
     il.max_image_width = Some(width);
@@ -50,7 +60,6 @@ pub(crate) fn read_raster(
     let luma = img.into_luma8();
     let data = gray_to_bilevel(luma.as_raw(), width, height, bilevel);
     drop(luma);
-    let (x_dpi, y_dpi) = density(bytes).unwrap_or((DEFAULT_SCAN_DPI, DEFAULT_SCAN_DPI));
     Ok(Bitmap {
         width,
         height,
@@ -58,6 +67,76 @@ pub(crate) fn read_raster(
         y_dpi,
         data,
     })
+}
+
+/// Fast path for the common scan, an 8-bit gray non-interlaced PNG without transparency: rows
+/// are decoded one at a time (the `png` crate's row API, identity transformations) straight into
+/// the bilevel page, two at a time for Floyd–Steinberg ([`FloydSteinberg::two_rows`]), without
+/// a full-page gray buffer. The same bits as decoding through `image` then
+/// [`gray_to_bilevel`]. `Ok(None)` for any other input (the caller takes the general path);
+/// `width × height` is the checked header size.
+fn gray_png_rows(
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    bilevel: Bilevel,
+) -> Result<Option<Vec<u8>>, ImageError> {
+    if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Ok(None);
+    }
+    let corrupt = |e: png::DecodingError| match e {
+        png::DecodingError::LimitsExceeded => ImageError::Limit("PNG decoder buffers".into()),
+        e => ImageError::Corrupt(format!("decoding image: {e}")),
+    };
+    // Row buffers only; the same bound as the general path's.
+    let limit = (u64::from(width) * u64::from(height))
+        .saturating_mul(16)
+        .max(1 << 20);
+    let dec = png::Decoder::new_with_limits(
+        Cursor::new(bytes),
+        png::Limits {
+            bytes: usize::try_from(limit).unwrap_or(usize::MAX),
+        },
+    );
+    let Ok(mut reader) = dec.read_info() else {
+        return Ok(None); // let the general path report it
+    };
+    let info = reader.info();
+    let plain_gray = info.color_type == png::ColorType::Grayscale
+        && info.bit_depth == png::BitDepth::Eight
+        && !info.interlaced
+        && info.trns.is_none()
+        && (info.width, info.height) == (width, height);
+    if !plain_gray {
+        return Ok(None);
+    }
+    let w = width as usize;
+    let stride = w.div_ceil(8);
+    let mut data = vec![0u8; stride * height as usize];
+    let (mut a, mut b) = (vec![0u8; w], vec![0u8; w]);
+    let mut fs = FloydSteinberg::new(w);
+    let mut rows = data.chunks_exact_mut(stride);
+    loop {
+        let Some(out_a) = rows.next() else { break };
+        if reader.read_row(&mut a).map_err(corrupt)?.is_none() {
+            return Err(ImageError::Corrupt("PNG image data ends early".into()));
+        }
+        match bilevel {
+            Bilevel::Threshold(t) => pack_threshold(&a, out_a, t),
+            Bilevel::FloydSteinberg => match rows.next() {
+                Some(out_b) => {
+                    if reader.read_row(&mut b).map_err(corrupt)?.is_none() {
+                        return Err(ImageError::Corrupt("PNG image data ends early".into()));
+                    }
+                    fs.two_rows(&a, &b, out_a, out_b);
+                }
+                None => fs.row(&a, out_a),
+            },
+        }
+    }
+    // Past the last row: consumes the rest of the image data as the general path does.
+    reader.read_row(&mut a).map_err(corrupt)?;
+    Ok(Some(data))
 }
 
 /// Resolution stated in the file: PNG `pHYs` (pixels per metre) or JPEG JFIF APP0 density.
@@ -210,20 +289,15 @@ impl FloydSteinberg {
             return;
         }
         let (a, b, below) = (&a[..w], &b[..w], &mut below[..w]);
-        // Row a: carried error to the right, its last two errors.
-        let (mut ra, mut a1, mut a2) = (0i32, 0i32, 0i32);
+        // Row a, pixel 0; then row a's carried error to the right and last two errors.
+        let v = i32::from(a[0]) + (below[0] >> 4);
+        let black = i32::from(v < 128);
+        let e = v - 255 + 255 * black;
+        let mut byte_a = black as u32;
+        let (mut ra, mut a1, mut a2) = (7 * e, e, 0i32);
         // Row b: the same.
         let (mut rb, mut b1, mut b2) = (0i32, 0i32, 0i32);
-        let (mut byte_a, mut byte_b) = (0u32, 0u32);
-        // Row a, pixel 0.
-        {
-            let v = i32::from(a[0]) + ((below[0] + ra) >> 4);
-            let black = i32::from(v < 128);
-            let e = v - 255 + 255 * black;
-            byte_a = (byte_a << 1) | black as u32;
-            ra = 7 * e;
-            a1 = e;
-        }
+        let mut byte_b = 0u32;
         for x in 1..w {
             // Row a, pixel x.
             let v = i32::from(a[x]) + ((below[x] + ra) >> 4);
@@ -331,6 +405,54 @@ fn pack_threshold(src: &[u8], out: &mut [u8], t: u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gray_png(luma: &[u8], w: u32, h: u32) -> Vec<u8> {
+        use image::ImageEncoder;
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(luma, w, h, image::ExtendedColorType::L8)
+            .unwrap();
+        png
+    }
+
+    #[test]
+    fn gray_png_rows_match_the_reference_dither_and_threshold() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        for i in 0..40 {
+            let w = if i < 35 { rng.u32(1..70) } else { 1728 };
+            let h = rng.u32(1..14);
+            let luma: Vec<u8> = (0..w * h).map(|_| rng.u8(..)).collect();
+            let png = gray_png(&luma, w, h);
+            let fs = read_raster(&png, &Limits::default(), Bilevel::FloydSteinberg).unwrap();
+            assert_eq!(fs.data, floyd_steinberg_reference(&luma, w, h), "{w}x{h}");
+            let th = read_raster(&png, &Limits::default(), Bilevel::Threshold(100)).unwrap();
+            let stride = (w as usize).div_ceil(8);
+            for y in 0..h as usize {
+                for x in 0..w as usize {
+                    let black = th.data[y * stride + x / 8] & (0x80 >> (x % 8)) != 0;
+                    assert_eq!(black, luma[y * w as usize + x] < 100, "{w}x{h} at {x},{y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cut_gray_png_fails_where_image_fails() {
+        let luma: Vec<u8> = (0..64 * 40).map(|i| (i * 7 % 256) as u8).collect();
+        let png = gray_png(&luma, 64, 40);
+        for cut in 8..png.len() {
+            let b = &png[..cut];
+            let ours = read_raster(b, &Limits::default(), Bilevel::FloydSteinberg);
+            match image::load_from_memory_with_format(b, ImageFormat::Png) {
+                Err(_) => assert!(ours.is_err(), "cut at {cut}"),
+                Ok(img) => assert_eq!(
+                    ours.unwrap().data,
+                    floyd_steinberg_reference(img.into_luma8().as_raw(), 64, 40),
+                    "cut at {cut}"
+                ),
+            }
+        }
+    }
 
     #[test]
     fn row_dither_matches_the_reference() {
