@@ -61,6 +61,23 @@ fn load() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// Seconds per run (medians of `runs`) of `ours` and `theirs`, after one warm-up each, their
+/// runs alternating so that a change in machine load hits both sides alike.
+fn time_pair(runs: usize, mut ours: impl FnMut(), mut theirs: impl FnMut()) -> (f64, f64) {
+    ours();
+    theirs();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        ours();
+        a.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        theirs();
+        b.push(t.elapsed().as_secs_f64());
+    }
+    (median(a), median(b))
+}
+
 fn pinned() -> bool {
     std::env::var("PIN").map_or(true, |v| v != "0")
         && Command::new("taskset").arg("-V").output().is_ok()
@@ -222,8 +239,7 @@ fn main() {
             theirs_f(); // the decode lines read this file
             continue;
         }
-        let ours = time(runs, &mut ours_f);
-        let theirs = time(runs, theirs_f);
+        let (ours, theirs) = time_pair(runs, &mut ours_f, theirs_f);
         row(
             &format!("encode {enc:?} (tiffcp -c {c})"),
             n / ours,

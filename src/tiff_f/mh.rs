@@ -172,22 +172,25 @@ fn put_2d_row(out: &mut RowBits, cur: &[u32], refl: &[u32], width: u32) {
         while ib < refl.len() && i64::from(refl[ib]) <= a0 {
             ib += 1;
         }
-        let j = if (ib % 2 == 1) != black { ib + 1 } else { ib };
+        let j = ib + usize::from((ib % 2 == 1) != black);
         let b1 = refl.get(j).map_or(w, |&v| i64::from(v));
         let b2 = refl.get(j + 1).map_or(w, |&v| i64::from(v));
         if b2 < a1 {
             out.put(0b0001, 4); // pass mode
             a0 = b2;
         } else if (a1 - b1).abs() <= 3 {
-            let (c, l) = match a1 - b1 {
-                0 => (1, 1),
-                1 => (0b011, 3),
-                2 => (0b000011, 6),
-                3 => (0b0000011, 7),
-                -1 => (0b010, 3),
-                -2 => (0b000010, 6),
-                _ => (0b0000010, 7),
-            };
+            // Vertical modes VL3..V0..VR3 (T.4 Table 4), by a1 - b1 + 3: one look-up, no
+            // seven-way branch.
+            const VERTICAL: [(u32, u32); 7] = [
+                (0b0000010, 7),
+                (0b000010, 6),
+                (0b010, 3),
+                (1, 1),
+                (0b011, 3),
+                (0b000011, 6),
+                (0b0000011, 7),
+            ];
+            let (c, l) = VERTICAL[(a1 - b1 + 3) as usize];
             out.put(c, l);
             a0 = a1;
             black = !black;
