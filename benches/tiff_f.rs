@@ -13,6 +13,8 @@
 //! `ONLY=encode,decode,png` to run only some groups of lines (comma-separated; `png` is both
 //! PNG lines; default all). The decode lines need the encode lines' `tiffcp` files, so `decode`
 //! also runs the reference side of `encode`.
+//! Each encode line is followed by the ratio of CPU times (tiffcp's over ours, all timed runs),
+//! which does not move with the time either side waits for a core on a loaded machine.
 //! The PNG lines are followed by how many cores ours kept busy (CPU time / wall time, from
 //! `/proc/self/stat`) and its CPU time per page, with the load average at start and end: the
 //! all-cores line can only scale when the other core is free.
@@ -46,10 +48,20 @@ fn time(runs: usize, mut f: impl FnMut()) -> f64 {
 /// CPU seconds (user + system) this process has used so far, all threads (dead ones included),
 /// from `/proc/self/stat` (Linux; 100 ticks per second assumed); `None` elsewhere.
 fn cpu_seconds() -> Option<f64> {
+    stat_seconds(11)
+}
+
+/// CPU seconds (user + system) of this process's waited-for children (the reference tools).
+fn child_cpu_seconds() -> Option<f64> {
+    stat_seconds(13)
+}
+
+/// Two consecutive tick fields of `/proc/self/stat`, counted after the command name, summed.
+fn stat_seconds(at: usize) -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let ticks: f64 = f.get(at)?.parse::<f64>().ok()? + f.get(at + 1)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
 }
 
@@ -62,20 +74,30 @@ fn load() -> String {
 }
 
 /// Seconds per run (medians of `runs`) of `ours` and `theirs`, after one warm-up each, their
-/// runs alternating so that a change in machine load hits both sides alike.
-fn time_pair(runs: usize, mut ours: impl FnMut(), mut theirs: impl FnMut()) -> (f64, f64) {
+/// runs alternating so that a change in machine load hits both sides alike; and the ratio of
+/// their CPU times over all timed runs (theirs / ours: ours in this process, theirs in the
+/// child processes), which waiting for a busy core does not change.
+fn time_pair(
+    runs: usize,
+    mut ours: impl FnMut(),
+    mut theirs: impl FnMut(),
+) -> (f64, f64, Option<f64>) {
     ours();
     theirs();
     let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut ca, mut cb) = (0.0, 0.0);
     for _ in 0..runs {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         ours();
         a.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
+        ca += cpu_seconds().zip(c).map_or(f64::NAN, |(x, y)| x - y);
+        let (t, c) = (Instant::now(), child_cpu_seconds());
         theirs();
         b.push(t.elapsed().as_secs_f64());
+        cb += child_cpu_seconds().zip(c).map_or(f64::NAN, |(x, y)| x - y);
     }
-    (median(a), median(b))
+    let cpu_ratio = (ca > 0.0 && cb.is_finite()).then(|| cb / ca);
+    (median(a), median(b), cpu_ratio)
 }
 
 fn pinned() -> bool {
@@ -239,12 +261,15 @@ fn main() {
             theirs_f(); // the decode lines read this file
             continue;
         }
-        let (ours, theirs) = time_pair(runs, &mut ours_f, theirs_f);
+        let (ours, theirs, cpu_ratio) = time_pair(runs, &mut ours_f, theirs_f);
         row(
             &format!("encode {enc:?} (tiffcp -c {c})"),
             n / ours,
             n / theirs,
         );
+        if let Some(r) = cpu_ratio {
+            println!("{:<34} {:>29.2}x", "  same, by CPU time", r);
+        }
     }
     // Decode: tiffcp's G3/G4 file -> uncompressed pages.
     for c in ["g3:1d", "g3:2d", "g4"] {

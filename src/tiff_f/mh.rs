@@ -14,13 +14,16 @@ type Code = (u32, u32);
 
 /// Run-length code tables for one colour: terminating codes 0..=63 and make-up codes
 /// 64..=2560 in steps of 64 (index `n / 64`), T.4 §4.1.1 Tables 2 and 3.
+/// Runs with a single table entry: 0..=2560 + 63.
+const FULL_RUNS: usize = 2624;
+
 struct RunCodes {
     term: [Code; 64],
     makeup: [Code; 41],
     /// The whole code for every run 0..=2623: make-up code (if any) then terminating code,
     /// concatenated (at most 13 + 12 = 25 bits), so that a run is one bit-writer call; packed
     /// as `bits << 5 | length` to halve the table.
-    full: Vec<u32>,
+    full: [u32; FULL_RUNS],
 }
 
 struct Tables {
@@ -35,7 +38,7 @@ fn tables() -> &'static Tables {
             let mut t = RunCodes {
                 term: [(0, 0); 64],
                 makeup: [(0, 0); 41],
-                full: Vec::new(),
+                full: [0; FULL_RUNS],
             };
             let conv =
                 |b: Option<fax::Bits>| b.map_or((0, 0), |b| (u32::from(b.data), u32::from(b.len)));
@@ -45,16 +48,15 @@ fn tables() -> &'static Tables {
             for k in 1..41u16 {
                 t.makeup[k as usize] = conv(enc(k * 64));
             }
-            t.full = (0..=2560 + 63u32)
-                .map(|n| {
-                    let (tc, tl) = t.term[(n % 64) as usize];
-                    if n < 64 {
-                        return (tc << 5) | tl;
-                    }
-                    let (mc, ml) = t.makeup[(n / 64) as usize];
+            for (n, e) in t.full.iter_mut().enumerate() {
+                let (tc, tl) = t.term[n % 64];
+                *e = if n < 64 {
+                    (tc << 5) | tl
+                } else {
+                    let (mc, ml) = t.makeup[n / 64];
                     (((mc << tl) | tc) << 5) | (ml + tl)
-                })
-                .collect();
+                };
+            }
             t
         };
         Tables {
@@ -90,25 +92,40 @@ fn check(data: &[u8], width: u32, height: u32) -> Result<usize, ImageError> {
 }
 
 /// Write one run with make-up codes as needed (T.4 §4.1.1: runs over 2560 repeat the 2560 code).
+/// Everything inline (no call taking the writer), so that the writer's state stays in
+/// registers.
 #[inline(always)]
 fn put_run(out: &mut RowBits, t: &RunCodes, n: u32) {
-    match t.full.get(n as usize) {
-        Some(&e) => out.put(e >> 5, e & 31),
-        None => put_long_run(out, t, n),
-    }
+    let full = &t.full[..];
+    let e = match full.get(n as usize) {
+        Some(&e) => e,
+        None => {
+            // Over 2623 pixels: 2560 make-up codes, then the rest.
+            let (c, l) = t.makeup[40];
+            let mut n = n;
+            while n > 2560 + 63 {
+                out.put(c, l);
+                n -= 2560;
+            }
+            full.get(n as usize).copied().unwrap_or(0)
+        }
+    };
+    out.put(e >> 5, e & 31);
 }
 
-/// A run over 2623 pixels: 2560 make-up codes, then the rest (T.4 §4.1.1).
-#[cold]
-#[inline(never)]
-fn put_long_run(out: &mut RowBits, t: &RunCodes, mut n: u32) {
-    while n > 2560 + 63 {
-        let (c, l) = t.makeup[40];
-        out.put(c, l);
-        n -= 2560;
-    }
-    let e = t.full[n as usize];
-    out.put(e >> 5, e & 31);
+/// One MH-coded row straight from its packed bits (T.4 §4.1.1): changing elements are found
+/// and coded in one pass, without a changes vector. `width` ≤ `row.len() * 8`.
+#[inline(always)]
+fn put_mh_row_bits(out: &mut RowBits, row: &[u8], width: u32) {
+    let t = tables();
+    let mut black = false;
+    let mut pos = 0u32;
+    for_each_change(row, width, |c| {
+        put_run(out, if black { &t.black } else { &t.white }, c - pos);
+        black = !black;
+        pos = c;
+    });
+    put_run(out, if black { &t.black } else { &t.white }, width - pos);
 }
 
 /// Bytes one coded row can take at most, with its EOL and tag bit: every run code is at most
@@ -119,22 +136,8 @@ fn row_bound(width: u32) -> usize {
     8 * (width as usize + 2) + 16
 }
 
-/// One MH-coded row straight from its packed bits (T.4 §4.1.1): changing elements are found
-/// and coded in one pass, without a changes vector. `width` ≤ `row.len() * 8`.
-fn put_mh_row_bits(out: &mut RowBits, row: &[u8], width: u32) {
-    let t = tables();
-    let tabs = [&t.white, &t.black];
-    let mut colour = 0usize;
-    let mut pos = 0u32;
-    for_each_change(row, width, |c| {
-        put_run(out, tabs[colour], c - pos);
-        colour ^= 1;
-        pos = c;
-    });
-    put_run(out, tabs[colour], width - pos);
-}
-
 /// One MH-coded row from its changing elements (T.4 §4.1.1).
+#[inline(always)]
 fn put_mh_row(out: &mut RowBits, ch: &[u32], width: u32) {
     let t = tables();
     let mut pos = 0;
@@ -153,6 +156,7 @@ fn put_mh_row(out: &mut RowBits, ch: &[u32], width: u32) {
 
 /// One 2-D coded row (T.4 §4.2.1.3, the same as T.6 §2.2): `cur` and `refl` are the changing
 /// elements of the coding and the reference line.
+#[inline(always)]
 fn put_2d_row(out: &mut RowBits, cur: &[u32], refl: &[u32], width: u32) {
     let t = tables();
     let w = width as i64;
