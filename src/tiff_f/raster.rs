@@ -116,8 +116,7 @@ fn gray_png_rows(
     let (mut a, mut b) = (vec![0u8; w], vec![0u8; w]);
     let mut fs = FloydSteinberg::new(w);
     let mut rows = data.chunks_exact_mut(stride);
-    loop {
-        let Some(out_a) = rows.next() else { break };
+    while let Some(out_a) = rows.next() {
         if reader.read_row(&mut a).map_err(corrupt)?.is_none() {
             return Err(ImageError::Corrupt("PNG image data ends early".into()));
         }
