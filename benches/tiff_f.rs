@@ -9,11 +9,17 @@
 //! ```
 //!
 //! Env: `RUNS` (default 5; medians are reported), `IM_PAGES` (pages given to ImageMagick,
-//! default 20: it runs at about one page per second), `PIN=0` to not pin to one core.
+//! default 20: it runs at about one page per second), `PIN=0` to not pin to one core,
+//! `ONLY=encode,decode,png` to run only some groups of lines (comma-separated; `png` is both
+//! PNG lines; default all). The decode lines need the encode lines' `tiffcp` files, so `decode`
+//! also runs the reference side of `encode`.
+//! Each encode line is followed by the ratio of CPU times (tiffcp's over ours, all timed runs),
+//! which does not move with the time either side waits for a core on a loaded machine.
+//! The PNG lines are followed by how many cores ours kept busy (CPU time / wall time, from
+//! `/proc/self/stat`) and its CPU time per page, with the load average at start and end: the
+//! all-cores line can only scale when the other core is free.
 //! Every reference tool runs pinned to CPU 0 with `taskset` (when present) and
 //! `MAGICK_THREAD_LIMIT=1`; ours runs on one thread except the "2 cores" line.
-//! `ONLY=decode` runs only the decode lines (the coded inputs are still made by `tiffcp`, untimed):
-//! a quicker loop when working on the decoder.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,6 +43,61 @@ fn time(runs: usize, mut f: impl FnMut()) -> f64 {
             })
             .collect(),
     )
+}
+
+/// CPU seconds (user + system) this process has used so far, all threads (dead ones included),
+/// from `/proc/self/stat` (Linux; 100 ticks per second assumed); `None` elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    stat_seconds(11)
+}
+
+/// CPU seconds (user + system) of this process's waited-for children (the reference tools).
+fn child_cpu_seconds() -> Option<f64> {
+    stat_seconds(13)
+}
+
+/// Two consecutive tick fields of `/proc/self/stat`, counted after the command name, summed.
+fn stat_seconds(at: usize) -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(at)?.parse::<f64>().ok()? + f.get(at + 1)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// The 1-minute load average (`/proc/loadavg`), as text.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Seconds per run (medians of `runs`) of `ours` and `theirs`, after one warm-up each, their
+/// runs alternating so that a change in machine load hits both sides alike; and the ratio of
+/// their CPU times over all timed runs (theirs / ours: ours in this process, theirs in the
+/// child processes), which waiting for a busy core does not change.
+fn time_pair(
+    runs: usize,
+    mut ours: impl FnMut(),
+    mut theirs: impl FnMut(),
+) -> (f64, f64, Option<f64>) {
+    ours();
+    theirs();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut ca, mut cb) = (0.0, 0.0);
+    for _ in 0..runs {
+        let (t, c) = (Instant::now(), cpu_seconds());
+        ours();
+        a.push(t.elapsed().as_secs_f64());
+        ca += cpu_seconds().zip(c).map_or(f64::NAN, |(x, y)| x - y);
+        let (t, c) = (Instant::now(), child_cpu_seconds());
+        theirs();
+        b.push(t.elapsed().as_secs_f64());
+        cb += child_cpu_seconds().zip(c).map_or(f64::NAN, |(x, y)| x - y);
+    }
+    let cpu_ratio = (ca > 0.0 && cb.is_finite()).then(|| cb / ca);
+    (median(a), median(b), cpu_ratio)
 }
 
 fn pinned() -> bool {
@@ -118,6 +179,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    let only = std::env::var("ONLY").unwrap_or_default();
+    let want = |g: &str| only.is_empty() || only.split(',').any(|o| o.trim() == g);
     let tifs = files(&dir, "tif");
     let pngs = files(&dir, "png");
     if tifs.is_empty() || pngs.is_empty() {
@@ -150,6 +213,7 @@ fn main() {
             " (taskset missing: NOT pinned)"
         }
     );
+    println!("load average (1 min) at start: {}", load());
     println!(
         "{:<34} {:>10} {:>10} {:>8}",
         "what", "ours p/s", "ref p/s", "ratio"
@@ -164,7 +228,6 @@ fn main() {
         );
     };
 
-    let only_decode = std::env::var("ONLY").is_ok_and(|v| v == "decode");
     pin_self();
     // Encode: uncompressed 1-bit TIFF pages -> one multi-page coded TIFF file, like `tiffcp -c`.
     for (enc, c) in [
@@ -172,40 +235,47 @@ fn main() {
         (Encoding::Mr, "g3:2d"),
         (Encoding::Mmr, "g4"),
     ] {
-        if only_decode {
-            sh(&format!(
-                "tiffcp -c {c} {tif_list} {}/ref_{c}.tif",
-                o.display()
-            ));
-            continue;
-        }
         let opts = WriteOptions {
             encoding: enc,
             ..WriteOptions::default()
         };
+        if !want("encode") && !want("decode") {
+            break;
+        }
         let dst = o.join("ours.tif");
-        let ours = time(runs, || {
+        let mut ours_f = || {
             let mut pages = Vec::new();
             for b in &tif_bytes {
                 pages.extend(tiff_f::read_pages(b, &limits, Bilevel::default()).unwrap());
             }
             let f = tiff_f::write_tiff_f(&pages, &opts).unwrap();
             std::fs::write(&dst, f.bytes).unwrap();
-        });
-        let theirs = time(runs, || {
+        };
+        let theirs_f = || {
             sh(&format!(
                 "tiffcp -c {c} {tif_list} {}/ref_{c}.tif",
                 o.display()
             ))
-        });
+        };
+        if !want("encode") {
+            theirs_f(); // the decode lines read this file
+            continue;
+        }
+        let (ours, theirs, cpu_ratio) = time_pair(runs, &mut ours_f, theirs_f);
         row(
             &format!("encode {enc:?} (tiffcp -c {c})"),
             n / ours,
             n / theirs,
         );
+        if let Some(r) = cpu_ratio {
+            println!("{:<34} {:>29.2}x", "  same, by CPU time", r);
+        }
     }
     // Decode: tiffcp's G3/G4 file -> uncompressed pages.
     for c in ["g3:1d", "g3:2d", "g4"] {
+        if !want("decode") {
+            break;
+        }
         let src = o.join(format!("ref_{c}.tif"));
         let coded = std::fs::read(&src).unwrap();
         let dst = o.join("ours_none.raw");
@@ -231,7 +301,7 @@ fn main() {
             n / theirs,
         );
     }
-    if only_decode {
+    if !want("png") {
         return;
     }
     // Gray PNG -> dithered MH TIFF-F, one output file per page like mogrify.
@@ -241,12 +311,16 @@ fn main() {
         bilevel: Bilevel::FloydSteinberg,
         ..WriteOptions::default()
     };
+    let (cpu1, wall1) = (cpu_seconds(), Instant::now());
     let ours = time(runs, || {
         for (i, b) in png_bytes.iter().enumerate() {
             let f = tiff_f::convert(&[b.as_slice()], &opts, &limits).unwrap();
             std::fs::write(o.join(format!("ours_png_{i}.tif")), f.bytes).unwrap();
         }
     });
+    let one_core = cpu_seconds()
+        .zip(cpu1)
+        .map(|(c1, c0)| (c1 - c0, wall1.elapsed().as_secs_f64()));
     let theirs = match im_mogrify() {
         Some(m) => {
             let some = list(&pngs[..im_pages.min(pngs.len())]);
@@ -269,14 +343,35 @@ fn main() {
     if let Some(t) = theirs {
         row("PNG -> dithered MH (ImageMagick)", n / ours, t);
     }
+    if let Some((c, wall)) = one_core {
+        println!(
+            "one core: {:.2} cores busy, {:.1} ms CPU per page",
+            c / wall,
+            1000.0 * c / (n * (runs + 1) as f64)
+        );
+    }
     // Both cores: one multi-page job (convert parallelises decode and encode).
     unpin_self();
     let inputs: Vec<&[u8]> = png_bytes.iter().map(|b| b.as_slice()).collect();
+    let (cpu0, wall0) = (cpu_seconds(), Instant::now());
     let ours2 = time(runs, || {
         let f = tiff_f::convert(&inputs, &opts, &limits).unwrap();
         std::fs::write(o.join("ours_png_all.tif"), f.bytes).unwrap();
     });
+    let cpu = cpu_seconds().zip(cpu0).map(|(c1, c0)| c1 - c0);
     if let Some(t) = theirs {
         row("PNG -> dithered MH, all cores", n / ours2, t);
+    }
+    // Whether the all-cores line had both cores: CPU time over wall time of its runs (2.0 =
+    // both cores busy all along; less = waiting, for a serial part or for another process).
+    if let Some(c) = cpu {
+        println!(
+            "all cores: {:.2} cores busy on average ({} available), {:.1} ms CPU per page; \
+             load average at end {}",
+            c / wall0.elapsed().as_secs_f64(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            1000.0 * c / (n * (runs + 1) as f64),
+            load()
+        );
     }
 }

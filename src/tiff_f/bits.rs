@@ -1,10 +1,17 @@
 //! Bit-level helpers shared by the reader and the encoders.
 
-/// MSB-first bit writer that knows its bit position (needed for EOL fill bits). Bits gather in a
-/// 64-bit accumulator and go out 32 at a time.
+/// MSB-first bit writer that knows its bit position (needed for EOL fill bits).
+///
+/// Branch-free flush: after every code the pending bits (fewer than 8 plus the code) are
+/// stored as 8 bytes at the write position, which then advances by the whole bytes done; the
+/// partial last byte is rewritten by the next store. The buffer keeps at least 8 bytes of slack
+/// past the position (grown geometrically on a rarely taken path).
 pub(crate) struct BitOut {
-    pub(crate) bytes: Vec<u8>,
-    /// Pending bits, right-aligned in the low `n` bits (higher bits are stale); `n` < 32 between
+    /// Output; only `..pos` (plus the partial byte) is meaningful, the rest is slack.
+    buf: Vec<u8>,
+    /// Whole bytes written.
+    pos: usize,
+    /// Pending bits, right-aligned in the low `n` bits (higher bits are stale); `n` < 8 between
     /// calls.
     acc: u64,
     n: u32,
@@ -13,43 +20,110 @@ pub(crate) struct BitOut {
 impl BitOut {
     pub(crate) fn with_capacity(cap: usize) -> Self {
         BitOut {
-            bytes: Vec::with_capacity(cap),
+            buf: vec![0; cap.max(64)],
+            pos: 0,
             acc: 0,
             n: 0,
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let len = (self.buf.len() * 2).max(self.pos + 64);
+        self.buf.resize(len, 0);
+    }
+
     /// Append the low `len` bits of `code` (`len` at most 32).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn put(&mut self, code: u32, len: u32) {
         debug_assert!(len <= 32);
         let code = u64::from(code) & ((1u64 << len) - 1);
         self.acc = (self.acc << len) | code;
         self.n += len;
-        if self.n >= 32 {
-            self.n -= 32;
-            self.bytes
-                .extend_from_slice(&((self.acc >> self.n) as u32).to_be_bytes());
+        if self.buf.len() < self.pos + 8 {
+            self.grow();
         }
+        // n <= 7 + 32: the pending bits, left-aligned, zeros after them.
+        let word = (self.acc << (63 - self.n)) << 1;
+        if let Some(dst) = self.buf.get_mut(self.pos..self.pos + 8) {
+            dst.copy_from_slice(&word.to_be_bytes());
+        }
+        self.pos += (self.n / 8) as usize;
+        self.n &= 7;
     }
 
-    /// Zero bits so that a following 12-bit EOL ends on a byte boundary (T.4 §4.1.3 fill).
-    #[inline]
-    pub(crate) fn fill_for_eol(&mut self) {
-        let pad = (12 - self.n % 8) % 8;
-        self.put(0, pad);
+    /// Run `f` with a [`RowBits`] writer that holds the state in locals (registers) and can
+    /// write at least `max_bytes` bytes without growing the buffer; the state is taken back
+    /// afterwards. Bits past `max_bytes` are dropped, so callers pass a proven bound.
+    #[inline(always)]
+    pub(crate) fn row<R>(&mut self, max_bytes: usize, f: impl FnOnce(&mut RowBits) -> R) -> R {
+        let need = self.pos.saturating_add(max_bytes).saturating_add(8);
+        if self.buf.len() < need {
+            let len = (self.buf.len() * 2).max(need);
+            self.buf.resize(len, 0);
+        }
+        let mut w = RowBits {
+            buf: &mut self.buf[..],
+            pos: self.pos,
+            acc: self.acc,
+            n: self.n,
+        };
+        let r = f(&mut w);
+        let (pos, acc, n) = (w.pos, w.acc, w.n);
+        self.pos = pos;
+        self.acc = acc;
+        self.n = n;
+        r
+    }
+
+    /// Bits written so far.
+    #[cfg(test)]
+    pub(crate) fn bit_len(&self) -> usize {
+        self.pos * 8 + self.n as usize
     }
 
     /// Pad with zero bits to the byte boundary and return the bytes.
     pub(crate) fn finish(mut self) -> Vec<u8> {
-        while self.n >= 8 {
-            self.n -= 8;
-            self.bytes.push((self.acc >> self.n) as u8);
+        // The last store left the partial byte at `pos` with zero bits after the pending ones.
+        let len = self.pos + usize::from(self.n > 0);
+        self.buf.truncate(len);
+        self.buf
+    }
+}
+
+/// [`BitOut`]'s state borrowed for one row (see [`BitOut::row`]): the same branch-free store,
+/// without the growth check.
+pub(crate) struct RowBits<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+    acc: u64,
+    n: u32,
+}
+
+impl RowBits<'_> {
+    /// Append the low `len` bits of `code` (`len` at most 32).
+    #[inline(always)]
+    pub(crate) fn put(&mut self, code: u32, len: u32) {
+        debug_assert!(len <= 32);
+        let code = u64::from(code) & ((1u64 << len) - 1);
+        self.acc = (self.acc << len) | code;
+        self.n += len;
+        let word = (self.acc << (63 - self.n)) << 1;
+        debug_assert!(self.pos + 8 <= self.buf.len(), "row bound too small");
+        if let Some(dst) = self.buf.get_mut(self.pos..self.pos + 8) {
+            dst.copy_from_slice(&word.to_be_bytes());
         }
-        if self.n > 0 {
-            self.bytes.push((self.acc << (8 - self.n)) as u8);
-        }
-        self.bytes
+        self.pos += (self.n / 8) as usize;
+        self.n &= 7;
+    }
+
+    /// Zero bits so that a following 12-bit EOL ends on a byte boundary, then the EOL
+    /// 000000000001 (T.4 §4.1.2, §4.1.3 fill).
+    #[inline(always)]
+    pub(crate) fn fill_and_eol(&mut self) {
+        let pad = (12 - self.n % 8) % 8;
+        self.put(1, pad + 12);
     }
 }
 
@@ -77,43 +151,46 @@ pub(crate) fn set_run(row: &mut [u8], start: u32, end: u32) {
 /// `out` is cleared first.
 ///
 /// Works 64 pixels at a time: `w ^ (w >> 1 | carry)` has a 1 bit at each changing element of
-/// the word, and those are taken off with `leading_zeros`.
+/// the word, and those are taken off with `leading_zeros`; bits past `width` are masked off.
 pub(crate) fn changes(row: &[u8], width: u32, out: &mut Vec<u32>) {
     out.clear();
     let width = width.min((row.len() as u32).saturating_mul(8));
-    let nbytes = (width as usize).div_ceil(8);
-    let row = &row[..nbytes];
+    out.reserve(width as usize + 1);
+    for_each_change(row, width, |x| out.push(x));
+}
+
+/// Call `f` with every changing element of one packed row (see [`changes`]), left to right;
+/// `width` must be at most `row.len() * 8`.
+#[inline(always)]
+pub(crate) fn for_each_change(row: &[u8], width: u32, mut f: impl FnMut(u32)) {
+    let full = (width / 64) as usize;
     // Colour of the pixel before the current word, as the word's top bit.
     let mut carry = 0u64;
-    let mut words = row.chunks_exact(8);
     let mut base = 0u32;
-    for c in &mut words {
+    for c in row.chunks_exact(8).take(full) {
         let w = u64::from_be_bytes(c.try_into().unwrap_or([0; 8]));
         let mut t = w ^ ((w >> 1) | carry);
         carry = w << 63;
         while t != 0 {
             let z = t.leading_zeros();
-            if base + z >= width {
-                return; // padding bits of the last byte
-            }
-            out.push(base + z);
-            t &= !(1u64 << 63 >> z);
+            f(base + z);
+            t ^= 1u64 << 63 >> z;
         }
         base += 64;
     }
-    let rest = words.remainder();
-    if !rest.is_empty() {
+    let rest_bits = width % 64;
+    if rest_bits != 0 {
+        let rest = row
+            .get(full * 8..(width as usize).div_ceil(8))
+            .unwrap_or(&[]);
         let mut b = [0u8; 8];
         b[..rest.len()].copy_from_slice(rest);
         let w = u64::from_be_bytes(b);
-        let mut t = w ^ ((w >> 1) | carry);
+        let mut t = (w ^ ((w >> 1) | carry)) & (!0u64 << (64 - rest_bits));
         while t != 0 {
             let z = t.leading_zeros();
-            if base + z >= width {
-                break;
-            }
-            out.push(base + z);
-            t &= !(1u64 << 63 >> z);
+            f(base + z);
+            t ^= 1u64 << 63 >> z;
         }
     }
 }
@@ -169,13 +246,36 @@ mod tests {
     }
 
     #[test]
+    fn bit_writer_matches_a_bit_list() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        for _ in 0..200 {
+            let mut b = BitOut::with_capacity(rng.usize(0..16));
+            let mut want: Vec<bool> = Vec::new();
+            for _ in 0..rng.usize(0..300) {
+                let len = rng.u32(0..=32);
+                let code = rng.u32(..);
+                b.put(code, len);
+                want.extend((0..len).rev().map(|i| code >> i & 1 == 1));
+            }
+            let got = b.finish();
+            want.resize(want.len().div_ceil(8) * 8, false);
+            let want: Vec<u8> = want
+                .chunks(8)
+                .map(|c| c.iter().fold(0u8, |a, &x| a << 1 | u8::from(x)))
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
     fn fill_puts_eol_end_on_a_byte_boundary() {
         for pre in 0..16 {
             let mut b = BitOut::with_capacity(8);
             b.put(0, pre);
-            b.fill_for_eol();
-            b.put(1, 12);
-            assert_eq!(b.n % 8, 0, "after {pre} bits");
+            b.row(16, |w| w.fill_and_eol());
+            assert_eq!(b.bit_len() % 8, 0, "after {pre} bits");
+            let bytes = b.finish();
+            assert_eq!(bytes.last(), Some(&1), "EOL ends the last byte");
         }
     }
 }

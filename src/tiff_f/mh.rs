@@ -1,7 +1,7 @@
 //! T.4 one-dimensional (MH), T.4 two-dimensional (MR) and T.6 (MMR) encoders, on changing
 //! elements (T.4 §4.2.1.3.1) and the `fax` crate's code tables (T.4 Tables 2 and 3).
 
-use super::bits::{changes, BitOut};
+use super::bits::{changes, for_each_change, BitOut, RowBits};
 use super::ImageError;
 use fax::maps;
 use std::sync::OnceLock;
@@ -14,12 +14,16 @@ type Code = (u32, u32);
 
 /// Run-length code tables for one colour: terminating codes 0..=63 and make-up codes
 /// 64..=2560 in steps of 64 (index `n / 64`), T.4 §4.1.1 Tables 2 and 3.
+/// Runs with a single table entry: 0..=2560 + 63.
+const FULL_RUNS: usize = 2624;
+
 struct RunCodes {
     term: [Code; 64],
     makeup: [Code; 41],
     /// The whole code for every run 0..=2623: make-up code (if any) then terminating code,
-    /// concatenated (at most 13 + 12 = 25 bits), so that a run is one bit-writer call.
-    full: Vec<Code>,
+    /// concatenated (at most 13 + 12 = 25 bits), so that a run is one bit-writer call; packed
+    /// as `bits << 5 | length` to halve the table.
+    full: [u32; FULL_RUNS],
 }
 
 struct Tables {
@@ -34,7 +38,7 @@ fn tables() -> &'static Tables {
             let mut t = RunCodes {
                 term: [(0, 0); 64],
                 makeup: [(0, 0); 41],
-                full: Vec::new(),
+                full: [0; FULL_RUNS],
             };
             let conv =
                 |b: Option<fax::Bits>| b.map_or((0, 0), |b| (u32::from(b.data), u32::from(b.len)));
@@ -44,16 +48,15 @@ fn tables() -> &'static Tables {
             for k in 1..41u16 {
                 t.makeup[k as usize] = conv(enc(k * 64));
             }
-            t.full = (0..=2560 + 63u32)
-                .map(|n| {
-                    let (tc, tl) = t.term[(n % 64) as usize];
-                    if n < 64 {
-                        return (tc, tl);
-                    }
-                    let (mc, ml) = t.makeup[(n / 64) as usize];
-                    ((mc << tl) | tc, ml + tl)
-                })
-                .collect();
+            for (n, e) in t.full.iter_mut().enumerate() {
+                let (tc, tl) = t.term[n % 64];
+                *e = if n < 64 {
+                    (tc << 5) | tl
+                } else {
+                    let (mc, ml) = t.makeup[n / 64];
+                    (((mc << tl) | tc) << 5) | (ml + tl)
+                };
+            }
             t
         };
         Tables {
@@ -89,19 +92,53 @@ fn check(data: &[u8], width: u32, height: u32) -> Result<usize, ImageError> {
 }
 
 /// Write one run with make-up codes as needed (T.4 §4.1.1: runs over 2560 repeat the 2560 code).
-#[inline]
-fn put_run(out: &mut BitOut, t: &RunCodes, mut n: u32) {
-    while n > 2560 + 63 {
-        let (c, l) = t.makeup[40];
-        out.put(c, l);
-        n -= 2560;
-    }
-    let (c, l) = t.full[n as usize];
-    out.put(c, l);
+/// Everything inline (no call taking the writer), so that the writer's state stays in
+/// registers.
+#[inline(always)]
+fn put_run(out: &mut RowBits, t: &RunCodes, n: u32) {
+    let full = &t.full[..];
+    let e = match full.get(n as usize) {
+        Some(&e) => e,
+        None => {
+            // Over 2623 pixels: 2560 make-up codes, then the rest.
+            let (c, l) = t.makeup[40];
+            let mut n = n;
+            while n > 2560 + 63 {
+                out.put(c, l);
+                n -= 2560;
+            }
+            full.get(n as usize).copied().unwrap_or(0)
+        }
+    };
+    out.put(e >> 5, e & 31);
+}
+
+/// One MH-coded row straight from its packed bits (T.4 §4.1.1): changing elements are found
+/// and coded in one pass, without a changes vector. `width` ≤ `row.len() * 8`.
+#[inline(always)]
+fn put_mh_row_bits(out: &mut RowBits, row: &[u8], width: u32) {
+    let t = tables();
+    let mut black = false;
+    let mut pos = 0u32;
+    for_each_change(row, width, |c| {
+        put_run(out, if black { &t.black } else { &t.white }, c - pos);
+        black = !black;
+        pos = c;
+    });
+    put_run(out, if black { &t.black } else { &t.white }, width - pos);
+}
+
+/// Bytes one coded row can take at most, with its EOL and tag bit: every run code is at most
+/// 25 bits (plus a 12-bit 2560 make-up code per further 2560 pixels), a 2-D row codes at most
+/// one pass or vertical code per changing element of either line and a horizontal code per
+/// two; 8 bytes per pixel of width covers all of it.
+fn row_bound(width: u32) -> usize {
+    8 * (width as usize + 2) + 16
 }
 
 /// One MH-coded row from its changing elements (T.4 §4.1.1).
-fn put_mh_row(out: &mut BitOut, ch: &[u32], width: u32) {
+#[inline(always)]
+fn put_mh_row(out: &mut RowBits, ch: &[u32], width: u32) {
     let t = tables();
     let mut pos = 0;
     for (i, &c) in ch.iter().enumerate() {
@@ -119,7 +156,8 @@ fn put_mh_row(out: &mut BitOut, ch: &[u32], width: u32) {
 
 /// One 2-D coded row (T.4 §4.2.1.3, the same as T.6 §2.2): `cur` and `refl` are the changing
 /// elements of the coding and the reference line.
-fn put_2d_row(out: &mut BitOut, cur: &[u32], refl: &[u32], width: u32) {
+#[inline(always)]
+fn put_2d_row(out: &mut RowBits, cur: &[u32], refl: &[u32], width: u32) {
     let t = tables();
     let w = width as i64;
     let mut a0: i64 = -1;
@@ -138,22 +176,25 @@ fn put_2d_row(out: &mut BitOut, cur: &[u32], refl: &[u32], width: u32) {
         while ib < refl.len() && i64::from(refl[ib]) <= a0 {
             ib += 1;
         }
-        let j = if (ib % 2 == 1) != black { ib + 1 } else { ib };
+        let j = ib + usize::from((ib % 2 == 1) != black);
         let b1 = refl.get(j).map_or(w, |&v| i64::from(v));
         let b2 = refl.get(j + 1).map_or(w, |&v| i64::from(v));
         if b2 < a1 {
             out.put(0b0001, 4); // pass mode
             a0 = b2;
         } else if (a1 - b1).abs() <= 3 {
-            let (c, l) = match a1 - b1 {
-                0 => (1, 1),
-                1 => (0b011, 3),
-                2 => (0b000011, 6),
-                3 => (0b0000011, 7),
-                -1 => (0b010, 3),
-                -2 => (0b000010, 6),
-                _ => (0b0000010, 7),
-            };
+            // Vertical modes VL3..V0..VR3 (T.4 Table 4), by a1 - b1 + 3: one look-up, no
+            // seven-way branch.
+            const VERTICAL: [(u32, u32); 7] = [
+                (0b0000010, 7),
+                (0b000010, 6),
+                (0b010, 3),
+                (1, 1),
+                (0b011, 3),
+                (0b000011, 6),
+                (0b0000011, 7),
+            ];
+            let (c, l) = VERTICAL[(a1 - b1 + 3) as usize];
             out.put(c, l);
             a0 = a1;
             black = !black;
@@ -183,12 +224,12 @@ fn put_2d_row(out: &mut BitOut, cur: &[u32], refl: &[u32], width: u32) {
 pub fn encode_mh(data: &[u8], width: u32, height: u32) -> Result<Vec<u8>, ImageError> {
     let stride = check(data, width, height)?;
     let mut out = BitOut::with_capacity(data.len() / 8 + 64);
-    let mut ch = Vec::with_capacity(64);
+    let bound = row_bound(width);
     for row in data.chunks(stride) {
-        out.fill_for_eol();
-        out.put(EOL.0, EOL.1);
-        changes(row, width, &mut ch);
-        put_mh_row(&mut out, &ch, width);
+        out.row(bound, |w| {
+            w.fill_and_eol();
+            put_mh_row_bits(w, row, width);
+        });
     }
     Ok(out.finish())
 }
@@ -203,17 +244,19 @@ pub fn encode_mr(data: &[u8], width: u32, height: u32, k: u32) -> Result<Vec<u8>
     let k = k.max(1) as usize;
     let mut out = BitOut::with_capacity(data.len() / 8 + 64);
     let (mut cur, mut refl) = (Vec::with_capacity(64), Vec::with_capacity(64));
+    let bound = row_bound(width);
     for (i, row) in data.chunks(stride).enumerate() {
         let one_d = i % k == 0;
-        out.fill_for_eol();
-        out.put(EOL.0, EOL.1);
-        out.put(u32::from(one_d), 1);
         changes(row, width, &mut cur);
-        if one_d {
-            put_mh_row(&mut out, &cur, width);
-        } else {
-            put_2d_row(&mut out, &cur, &refl, width);
-        }
+        out.row(bound, |w| {
+            w.fill_and_eol();
+            w.put(u32::from(one_d), 1);
+            if one_d {
+                put_mh_row(w, &cur, width);
+            } else {
+                put_2d_row(w, &cur, &refl, width);
+            }
+        });
         std::mem::swap(&mut cur, &mut refl);
     }
     Ok(out.finish())
@@ -228,9 +271,10 @@ pub fn encode_mmr(data: &[u8], width: u32, height: u32) -> Result<Vec<u8>, Image
     let stride = check(data, width, height)?;
     let mut out = BitOut::with_capacity(data.len() / 12 + 64);
     let (mut cur, mut refl) = (Vec::with_capacity(64), Vec::new());
+    let bound = row_bound(width);
     for row in data.chunks(stride) {
         changes(row, width, &mut cur);
-        put_2d_row(&mut out, &cur, &refl, width);
+        out.row(bound, |w| put_2d_row(w, &cur, &refl, width));
         std::mem::swap(&mut cur, &mut refl);
     }
     out.put(EOL.0, EOL.1);
