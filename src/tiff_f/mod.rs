@@ -356,8 +356,10 @@ pub fn convert_with_progress(
     limits: &Limits,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<TiffF, ImageError> {
-    // Stage 1: decode the inputs (in parallel: PNG inflate and dithering are the costly part).
-    let read_one = |input: &&[u8]| -> Result<Vec<(Bitmap, Option<Encoding>)>, ImageError> {
+    // Each page is decoded, normalised and compressed, then only its strip and geometry are
+    // kept: memory holds the pages of the inputs being worked on, not of the whole job.
+    let decoded_pages = std::sync::atomic::AtomicUsize::new(0);
+    let read_one = |input: &[u8]| -> Result<Vec<(Bitmap, Option<Encoding>)>, ImageError> {
         let decoded = if read::is_tiff(input) {
             read_pages_report(input, limits, opts.bilevel)?
         } else {
@@ -368,6 +370,13 @@ pub fn convert_with_progress(
                 source_encoding: None,
             }]
         };
+        let so_far = decoded_pages.fetch_add(decoded.len(), std::sync::atomic::Ordering::SeqCst);
+        if so_far + decoded.len() > limits.max_pages {
+            return Err(ImageError::Limit(format!(
+                "more than {} pages",
+                limits.max_pages
+            )));
+        }
         let mut pages = Vec::with_capacity(decoded.len());
         for (i, p) in decoded.into_iter().enumerate() {
             let decoded_rows = p.bitmap.height - p.damaged_rows;
@@ -384,23 +393,9 @@ pub fn convert_with_progress(
         }
         Ok(pages)
     };
-    let mut pages: Vec<(Bitmap, Option<Encoding>)> = Vec::new();
-    for r in par_map(inputs, read_one, &|| {}) {
-        let r = r?;
-        if pages.len() + r.len() > limits.max_pages {
-            return Err(ImageError::Limit(format!(
-                "more than {} pages",
-                limits.max_pages
-            )));
-        }
-        pages.extend(r);
-    }
-    if pages.is_empty() {
-        return Err(ImageError::Corrupt("no pages".into()));
-    }
-    // Stage 2: normalise and compress every page (in parallel), reporting progress.
     let keep_width =
         opts.resolution == Resolution::Passthrough || opts.encoding == Encoding::Passthrough;
+    // Normalise and compress one page; the result keeps the page's geometry, not its pixels.
     let one = |(page, source): &(Bitmap, Option<Encoding>)| {
         let page = if keep_width {
             try_normalize_passthrough(page, opts.resolution, limits)?
@@ -412,12 +407,41 @@ pub fn convert_with_progress(
             e => e,
         };
         let strip = write::compress(&page, enc)?;
-        Ok::<_, ImageError>((page, strip))
+        let geometry = Bitmap {
+            data: Vec::new(),
+            ..page
+        };
+        Ok::<_, ImageError>((geometry, strip))
     };
     let done = std::sync::atomic::AtomicUsize::new(0);
     let finish = || progress(done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1);
-    let results = par_map(&pages, one, &finish);
-    drop(pages);
+    // One input (a multi-page TIFF): its pages over all cores. Several inputs (attachments,
+    // scans): the inputs over all cores, each decoded and finished page by page.
+    type Done = Result<(Bitmap, write::Strip), ImageError>;
+    let results: Vec<Done> = if inputs.len() == 1 {
+        let pages = read_one(inputs[0])?;
+        par_map(&pages, one, &finish)
+    } else {
+        let per_input = |input: &&[u8]| -> Result<Vec<Done>, ImageError> {
+            Ok(read_one(input)?
+                .into_iter()
+                .map(|p| {
+                    let r = one(&p);
+                    drop(p);
+                    finish();
+                    r
+                })
+                .collect())
+        };
+        let mut all = Vec::new();
+        for r in par_map(inputs, per_input, &|| {}) {
+            all.extend(r?);
+        }
+        all
+    };
+    if results.is_empty() {
+        return Err(ImageError::Corrupt("no pages".into()));
+    }
     let mut out_pages = Vec::with_capacity(results.len());
     let mut strips = Vec::with_capacity(results.len());
     for (i, r) in results.into_iter().enumerate() {
