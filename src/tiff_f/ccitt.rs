@@ -274,6 +274,13 @@ const MAX_WIDTH: u32 = 1 << 20;
 const HEAD: usize = 2;
 /// Trailing copies of the width after a row's changes (b1 and b2 never run off).
 const TAIL: usize = 4;
+const _: () = assert!(TAIL >= 3, "the vertical step reads up to two past b1");
+/// Leading V0 modes (1 bits) from which a string of V0 modes is copied from the reference row
+/// rather than decoded one vertical mode at a time.
+const V0_STRING: u32 = 3;
+/// Vertical modes decoded per refill of the bit buffer (each at most 7 bits, and the buffer
+/// holds at least 56 after a refill; 4 measured no faster than 2).
+const VERTICAL_PER_REFILL: usize = 2;
 /// Reference changes copied at once for a string of V0 modes (whole, whatever the count used;
 /// the row buffers have that much slack past their trailing widths).
 const COPY: usize = 8;
@@ -390,10 +397,22 @@ fn row_2d(
     let mut black = false;
     let mut ib = HEAD;
     while a0 < w {
+        // The mode is read from the bits before the refill: the refill only ORs bits in below
+        // the `n` valid ones, so the table look-up need not wait for the refill's load. Every
+        // path below consumes at most 16 bits after its last refill (a mode code and a
+        // terminating code, up to `VERTICAL_PER_REFILL` vertical modes, or up to `COPY` V0 modes),
+        // so `n >= 40` here; the guard (never
+        // taken) keeps a wrong mode from being read should that ever change.
+        let peek = r.buf;
+        if r.n < MODE_BITS {
+            return Err(Unclean);
+        }
         r.refill();
-        if r.buf >> 63 == 1 {
-            // V0 (a1 = b1), as many in a row as the buffer shows (up to `COPY`), while b1 is a
-            // change: the reference changes are copied as they are.
+        if peek >> (64 - V0_STRING) == (1 << V0_STRING) - 1 {
+            // At least `V0_STRING` V0 modes (a1 = b1), as many in a row as the buffer shows (up
+            // to `COPY`), while b1 is a change: the reference changes are copied as they are.
+            // Shorter strings take the vertical path below (one branch less to mispredict where
+            // V0, VL1 and VR1 come in no predictable order, as on dithered pages).
             let k = (r.buf.leading_ones().min(r.n) as usize)
                 .min(refl.n.saturating_sub(ib))
                 .min(COPY);
@@ -410,30 +429,50 @@ fn row_2d(
             r.consume(k as u32);
             continue;
         }
-        let e = t.mode[(r.buf >> (64 - MODE_BITS)) as usize];
+        let e = t.mode[(peek >> (64 - MODE_BITS)) as usize];
         let len = u32::from(e & 15);
         let m = e >> 4;
         if m > V0 - 4 {
-            // VL3..VR3 (V0 was taken above): branch-free but for rare long searches.
-            r.consume(len);
-            let d = i32::from(m) - i32::from(V0);
-            let a1 = rv[ib] + d;
-            if a1 <= a0 || a1 > w {
-                return Err(Unclean);
-            }
-            cur.v[cur.n] = a1;
-            cur.n += usize::from(a1 < w);
-            black = !black;
-            a0 = a1;
-            // The next b1 has the other colour: one step back (VL) or forward (VR), then
-            // on in steps of two.
-            ib = ib + 1 - 2 * usize::from(d < 0);
-            ib += 2 * usize::from(rv[ib] <= a0);
-            if a0 >= w {
-                break;
-            }
-            while rv[ib] <= a0 {
-                ib += 2;
+            // VL3..VR3, V0 included: branch-free but for rare long searches. For V0 the next b1
+            // is one step forward (the change after b1 = a1 lies right of a1), or b1 was the
+            // end of the row (a1 = w, nothing is pushed and the row ends). Up to
+            // `VERTICAL_PER_REFILL` vertical modes per refill; a following mode that is not
+            // vertical, or starts a V0 string, goes round the loop.
+            let mut e = e;
+            for _ in 0..VERTICAL_PER_REFILL {
+                let m = e >> 4;
+                r.consume(u32::from(e & 15));
+                let d = i32::from(m) - i32::from(V0);
+                // The next b1 has the other colour: `lo` (one step back for VL, forward
+                // otherwise) or two further. All three reference changes are loaded at once
+                // from `ib`, so the step costs one load latency, not two in a row. `ib >= HEAD`
+                // (the change before b1 is the sentinel `i32::MIN` at `HEAD - 1`, never right
+                // of a1, so `ib` never goes below `HEAD`), and the reads stay within the buffer:
+                // a b1 at the trailing widths gives a1 >= w (row end or error) unless d < 0.
+                let lo = ib + 2 * usize::from(d >= 0) - 1;
+                let (b1, c0, c2) = (rv[ib], rv[lo], rv[lo + 2]);
+                let a1 = b1 + d;
+                if a1 <= a0 || a1 > w {
+                    return Err(Unclean);
+                }
+                cur.v[cur.n] = a1;
+                cur.n += usize::from(a1 < w);
+                black = !black;
+                a0 = a1;
+                if a0 >= w {
+                    break;
+                }
+                ib = lo + 2 * usize::from(c0 <= a0);
+                if c2 <= a0 {
+                    // Rare (VR2, VR3 over short reference runs): on in steps of two.
+                    while rv[ib] <= a0 {
+                        ib += 2;
+                    }
+                }
+                e = t.mode[(r.buf >> (64 - MODE_BITS)) as usize];
+                if e >> 4 <= V0 - 4 || r.buf >> (64 - V0_STRING) == (1 << V0_STRING) - 1 {
+                    break;
+                }
             }
             continue;
         }

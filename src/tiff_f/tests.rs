@@ -418,3 +418,72 @@ fn fast_ccitt_decoder_is_bounded_on_junk() {
         }
     }
 }
+
+/// A page like a dithered photo for 2-D coding: each row is the one above with its pixels taken
+/// from up to one place left or right (so mostly VL1..VR1 and V0 modes, in no order, several
+/// per refill of the fast decoder's bit buffer), some rows copied whole (V0 strings reaching
+/// the row's end), and rows that end black (a vertical mode or V0 at the end of the row,
+/// followed at once by the next row's codes).
+fn dithery_page(rng: &mut fastrand::Rng, width: u32, height: u32) -> Vec<u8> {
+    let stride = (width as usize).div_ceil(8);
+    let mut data = vec![0u8; stride * height as usize];
+    let w = width as usize;
+    let mut prev: Vec<bool> = (0..w).map(|_| rng.u8(..) < 110).collect();
+    for row in data.chunks_mut(stride) {
+        let cur: Vec<bool> = match rng.u8(0..8) {
+            0 => prev.clone(),
+            _ => {
+                let mut off = 0i64;
+                (0..w)
+                    .map(|x| {
+                        if rng.u8(0..4) == 0 {
+                            off = rng.i64(-1..=1);
+                        }
+                        let sx = (x as i64 + off).clamp(0, w as i64 - 1) as usize;
+                        if rng.u8(..) < 8 {
+                            !prev[sx]
+                        } else {
+                            prev[sx]
+                        }
+                    })
+                    .collect()
+            }
+        };
+        let mut cur = cur;
+        if rng.bool() {
+            cur[w - 1] = true;
+        }
+        for (x, _) in cur.iter().enumerate().filter(|(_, &b)| b) {
+            bits::set_run(row, x as u32, x as u32 + 1);
+        }
+        prev = cur;
+    }
+    data
+}
+
+#[test]
+fn fast_ccitt_decoder_matches_the_general_one_on_dithered_pages() {
+    let mut rng = fastrand::Rng::with_seed(1742);
+    for width in [1u32, 2, 7, 8, 9, 63, 64, 65, 200, 1728] {
+        for _ in 0..4 {
+            let height = rng.u32(1..40);
+            let page = dithery_page(&mut rng, width, height);
+            for (enc, mode, eol) in [
+                (Encoding::Mr, EncodingMode::Group3_2D, true),
+                (Encoding::Mmr, EncodingMode::Group4, false),
+            ] {
+                let data = match enc {
+                    Encoding::Mr => encode_mr(&page, width, height, 4),
+                    _ => encode_mmr(&page, width, height),
+                }
+                .unwrap();
+                let s = read::ccitt(mode, eol, false);
+                let (fast, (general, got, err)) = both_decoders(&data, width, height, s);
+                assert_eq!(err, None, "{enc:?} width {width}");
+                assert_eq!(got, height);
+                assert_eq!(general, page, "{enc:?} width {width} general");
+                assert_eq!(fast.as_ref(), Some(&page), "{enc:?} width {width} fast");
+            }
+        }
+    }
+}
