@@ -13,7 +13,8 @@
 //! `ONLY=encode,decode,png` to run only some groups of lines (comma-separated; `png` is both
 //! PNG lines; default all). The decode lines need the encode lines' `tiffcp` files, so `decode`
 //! also runs the reference side of `encode`.
-//! Each encode line is followed by the ratio of CPU times (tiffcp's over ours, all timed runs),
+//! Each encode and decode line is followed by the ratio of CPU times (tiffcp's over ours, all
+//! timed runs; ours and tiffcp's runs alternate),
 //! which does not move with the time either side waits for a core on a loaded machine.
 //! The PNG lines are followed by how many cores ours kept busy (CPU time / wall time, from
 //! `/proc/self/stat`) and its CPU time per page, with the load average at start and end: the
@@ -279,7 +280,7 @@ fn main() {
         let src = o.join(format!("ref_{c}.tif"));
         let coded = std::fs::read(&src).unwrap();
         let dst = o.join("ours_none.raw");
-        let ours = time(runs, || {
+        let ours_f = || {
             let pages = tiff_f::read_pages(&coded, &limits, Bilevel::default()).unwrap();
             assert_eq!(pages.len(), tifs.len());
             let mut raw = Vec::new();
@@ -287,19 +288,23 @@ fn main() {
                 raw.extend_from_slice(&p.data);
             }
             std::fs::write(&dst, raw).unwrap();
-        });
-        let theirs = time(runs, || {
+        };
+        let theirs_f = || {
             sh(&format!(
                 "tiffcp -c none {} {}/ref_none.tif",
                 src.display(),
                 o.display()
             ))
-        });
+        };
+        let (ours, theirs, cpu_ratio) = time_pair(runs, ours_f, theirs_f);
         row(
             &format!("decode {c} (tiffcp -c none)"),
             n / ours,
             n / theirs,
         );
+        if let Some(r) = cpu_ratio {
+            println!("{:<34} {:>29.2}x", "  same, by CPU time", r);
+        }
     }
     if !want("png") {
         return;
