@@ -143,6 +143,14 @@ fn parse_header(h: &[u8]) -> Option<(String, u64, u32)> {
     Some((id.to_string(), body_len, crc))
 }
 
+impl std::fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lanes")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Lanes {
     /// Lanes of `dir` (none open yet: [`Lanes::recover`] reads what is there).
     pub fn new(dir: &Path) -> Lanes {

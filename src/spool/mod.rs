@@ -121,12 +121,6 @@ fn lock_inflight(
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl std::fmt::Debug for lanes::Lanes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lanes").finish_non_exhaustive()
-    }
-}
-
 /// One pending commit: fsync the lane file (and the directory when the lane file is new),
 /// answer.
 struct Commit {
@@ -442,14 +436,9 @@ impl Spool {
         let Some(slot) = lock_inflight(&self.inflight).remove(&id) else {
             return Err(io::Error::other("spool file not from this spool"));
         };
-        let (lanes, lane, start) = (self.lanes.clone(), slot.lane.clone(), slot.start);
-        let file = match file.into_commit() {
-            Ok((f, _, _)) => f,
-            Err(e) => {
-                lanes.abort(&lane, start);
-                return Err(e);
-            }
-        };
+        // On failure `into_commit` drops the file as uncommitted: its abort hook cuts the lane.
+        let (file, _, _) = file.into_commit()?;
+        let lanes = self.lanes.clone();
         let (done, rx) = tokio::sync::oneshot::channel();
         let sent = committer
             .tx
