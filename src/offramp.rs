@@ -61,14 +61,30 @@ pub fn classify(shared: &Shared, address: &str) -> Result<Destination, Reply> {
     else {
         return Err(Reply::new(550, "5.1.1", "No such recipient here"));
     };
-    // RFC 3192 §3: fax-number = "+" digits, optionally followed by "/" qualifiers (T33S=…).
-    let number = number.split('/').next().unwrap_or("");
-    let digits = number.strip_prefix('+').unwrap_or("");
-    if digits.is_empty() || digits.len() > 32 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    // RFC 3192 §3: fax-number = "+" digits, optionally followed by the T.33 sub-address
+    // qualifier "/T33S=" digits. Any other qualifier is refused rather than dropped (the
+    // number before it would be dialled without what the sender asked for).
+    let mut parts = number.split('/');
+    let number = parts.next().unwrap_or("");
+    let qualifiers_ok = parts.all(|q| {
+        q.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("T33S="))
+            && q.len() > 5
+            && q[5..].bytes().all(|b| b.is_ascii_digit())
+    });
+    if !qualifiers_ok {
         return Err(Reply::new(
             550,
             "5.1.3",
-            "Fax address must be FAX=+<digits>",
+            "Fax address qualifier not understood (RFC 3192: /T33S=<digits> only)",
+        ));
+    }
+    // ITU-T E.164 §6: an international number has at most 15 digits.
+    let digits = number.strip_prefix('+').unwrap_or("");
+    if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Reply::new(
+            550,
+            "5.1.3",
+            "Fax address must be FAX=+<digits>, at most 15 digits (E.164)",
         ));
     }
     match cfg.offramp_peer(number) {

@@ -830,6 +830,79 @@ async fn the_usual_relay_tricks_are_refused() {
     assert!(!work.events().iter().any(|e| e.event == "offramp_received"));
 }
 
+/// RFC 3192 §3 fax addresses: `FAX=+digits` with the T.33 sub-address qualifier `/T33S=` as
+/// the only qualifier; ITU-T E.164 §6 allows at most 15 digits. Anything else is refused with
+/// `550 5.1.3` (bad destination syntax, RFC 3463) instead of dialling a number the sender did
+/// not write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fax_addresses_follow_rfc_3192_and_e164() {
+    let work = Workdir::new();
+    let gw = start(&work, |t| t).await;
+    let addr = gw.local_addr;
+    let cases = [
+        ("RCPT TO:<FAX=+12025551234@gw.example.test>", "250 2.1.5"),
+        (
+            "RCPT TO:<FAX=+12025551234/T33S=1234@gw.example.test>",
+            "250 2.1.5",
+        ),
+        (
+            "RCPT TO:<FAX=+491234567890123@gw.example.test>",
+            "250 2.1.5",
+        ),
+        (
+            "RCPT TO:<FAX=+4912345678901234@gw.example.test>",
+            "550 5.1.3",
+        ),
+        ("RCPT TO:<FAX=+49301/T33=1234@gw.example.test>", "550 5.1.3"),
+        ("RCPT TO:<FAX=+49301/T33S=@gw.example.test>", "550 5.1.3"),
+        ("RCPT TO:<FAX=+49301/T33S=12a@gw.example.test>", "550 5.1.3"),
+        ("RCPT TO:<FAX=12025551234@gw.example.test>", "550 5.1.3"),
+    ];
+    let mut steps = vec!["EHLO client.example", "MAIL FROM:<a@client.example>"];
+    steps.extend(cases.iter().map(|(c, _)| *c));
+    steps.push("QUIT");
+    let replies = tokio::task::spawn_blocking(move || dialog(addr, &steps))
+        .await
+        .unwrap();
+    for ((cmd, want), got) in cases.iter().zip(&replies[3..]) {
+        assert!(got.starts_with(want), "{cmd}: want {want}, got {got}");
+    }
+    gw.shutdown().await;
+}
+
+/// RFC 5321 §4.5.3.1.10: past the recipient limit (100) the server answers `452` and the
+/// client delivers to the recipients it got `250` for; Python's smtplib does exactly that
+/// (`sendmail` returns the refused ones). The 452s must not count as errors that end the
+/// session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_recipient_limit_python_smtplib_still_delivers_the_first_hundred() {
+    if !have_tool("python3") {
+        return;
+    }
+    let work = Workdir::new();
+    let gw = start(&work, |t| t).await;
+    let script = r#"
+import json, smtplib, sys
+rcpts = ["FAX=+49301234%03d@gw.example.test" % i for i in range(150)]
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
+    refused = s.sendmail("a@client.example", rcpts, b"Subject: many\r\n\r\nhi\r\n")
+print(json.dumps({"refused": sorted(refused), "codes": sorted({c for c, _ in refused.values()})}))
+"#;
+    let port = gw.local_addr.port().to_string();
+    let out = tokio::task::spawn_blocking(move || run("python3", &["-c", script, &port]))
+        .await
+        .unwrap();
+    assert!(out.0, "smtplib: {}", out.2);
+    let r: serde_json::Value = serde_json::from_str(&out.1).expect("json");
+    assert_eq!(r["refused"].as_array().unwrap().len(), 50, "{r}");
+    assert_eq!(r["codes"], serde_json::json!([452]), "{r}");
+    let ev = work
+        .wait_for(20, "offramp_received", |e| e.event == "offramp_received")
+        .await;
+    assert_eq!(ev.str("recipients").unwrap().split(", ").count(), 100);
+    gw.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_senders_refuse_others_but_never_the_null_sender() {
     let work = Workdir::new();

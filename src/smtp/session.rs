@@ -234,11 +234,16 @@ impl Session {
         self.finish(reply, next)
     }
 
-    /// Count a negative reply; past `max_errors` add `421 4.7.0` and close.
+    /// Count a negative reply; past `max_errors` add `421 4.7.0` and close. `452 4.5.3` for
+    /// recipients past the limit is not an error of the client's: RFC 5321 §4.5.3.1.10 has the
+    /// client send those recipients in a later transaction after this one's DATA, so the
+    /// session must go on however many of them a client sends.
     fn finish(&mut self, reply: Reply, next: Next) -> Output {
         let mut replies = vec![reply];
         let mut next = next;
-        if replies[0].is_negative() {
+        let over_recipient_limit =
+            replies[0].code == 452 && replies[0].enhanced.as_deref() == Some("4.5.3");
+        if replies[0].is_negative() && !over_recipient_limit {
             self.errors += 1;
             if self.errors >= self.config.max_errors {
                 replies.push(Reply::too_many_errors(self.hostname()));
@@ -795,10 +800,27 @@ mod tests {
         assert_eq!(code(&mut s, "RCPT TO:<3@gw.example.test>"), "452 4.5.3");
         assert_eq!(code(&mut s, "FOO"), "500 5.5.2");
         assert_eq!(code(&mut s, "BAR"), "500 5.5.2");
+        assert_eq!(code(&mut s, "QUX"), "500 5.5.2");
         let out = s.command(b"BAZ\r\n", &Accept);
         assert_eq!(out.replies.len(), 2);
         assert_eq!(out.replies[1].code, 421);
         assert_eq!(out.replies[1].enhanced.as_deref(), Some("4.7.0"));
         assert_eq!(out.next, Next::Close);
+    }
+
+    /// RFC 5321 §4.5.3.1.10: recipients past the limit get `452 4.5.3` and the transaction
+    /// goes on with the ones accepted (the client sends the rest later), however many.
+    #[test]
+    fn recipients_past_the_limit_never_end_the_session() {
+        let mut s = session();
+        code(&mut s, "HELO c.example");
+        code(&mut s, "MAIL FROM:<a@b.example>");
+        assert_eq!(code(&mut s, "RCPT TO:<1@gw.example.test>"), "250 2.1.5");
+        assert_eq!(code(&mut s, "RCPT TO:<2@gw.example.test>"), "250 2.1.5");
+        for i in 3..60 {
+            let line = format!("RCPT TO:<{i}@gw.example.test>");
+            assert_eq!(code(&mut s, &line), "452 4.5.3");
+        }
+        assert!(code(&mut s, "DATA").starts_with("354"));
     }
 }
