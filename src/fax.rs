@@ -121,6 +121,32 @@ async fn spool_directory(
     }
 }
 
+/// Have the fax command stopped (SIGTERM) when the gateway dies, also by SIGKILL (Linux
+/// `prctl(PR_SET_PDEATHSIG)`; the signal comes when the thread that started the command ends,
+/// here the offramp worker's own thread). A command left running by a dead gateway would
+/// send a fax the restarted gateway knows nothing of and sends again.
+fn stop_with_gateway(cmd: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: the closure runs in the child between fork and exec and only makes two
+        // async-signal-safe system calls (prctl, getppid); it allocates nothing on success.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The gateway may have died before the prctl: then the child belongs to init.
+                if libc::getppid() == 1 {
+                    return Err(std::io::Error::other("the gateway is gone"));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 async fn command(argv: &[String], job: &FaxJob, tiff: &[u8]) -> FaxOutcome {
     let dir = std::env::temp_dir();
     let file = dir.join(format!("t37gw-{}.tif", job.job));
@@ -137,6 +163,7 @@ async fn command(argv: &[String], job: &FaxJob, tiff: &[u8]) -> FaxOutcome {
     cmd.args(&args[1..])
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
+    stop_with_gateway(&mut cmd);
     let out = tokio::time::timeout(Duration::from_secs(3600), cmd.output()).await;
     let _ = std::fs::remove_file(&file);
     match out {

@@ -461,3 +461,59 @@ fn disk_full_is_452_4_3_1_never_250() {
     assert!(reply.starts_with("250 "), "{reply}");
     kill9(&mut server);
 }
+
+/// A fax command still running when the gateway is SIGKILLed is stopped with it (it would
+/// otherwise send a fax the restarted gateway knows nothing of, and the restart sends it
+/// again): the command below marks its start, sleeps, then marks that it "sent".
+#[test]
+fn a_fax_command_dies_with_a_killed_gateway() {
+    let work = Workdir::new();
+    let port = free_port();
+    let marks = work.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let script = work.path().join("slowfax.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ntouch {m}/started-$1\nsleep 4\ntouch {m}/sent-$1\n",
+            m = marks.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let argv = format!("[\"{}\", \"$job$\"]", script.display());
+    let config = write_config(&work, port, |t| {
+        t.replace("    session-target: outbox\n", "    session-target: cmd\n")
+            .replace(
+                "fax-backends:\n",
+                &format!("fax-backends:\n  - name: cmd\n    type: command\n    command: {argv}\n"),
+            )
+    });
+    let mut server = spawn_server(&config, &[]);
+    wait_ready(port);
+    let reply = send_one(port, &fax_message("<slow@client.example>")).unwrap();
+    assert!(reply.starts_with("250 "), "{reply}");
+    let count = |prefix: &str| {
+        std::fs::read_dir(&marks)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count("started-") == 0 {
+        assert!(Instant::now() < deadline, "the fax command never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill9(&mut server);
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        count("sent-"),
+        0,
+        "the orphaned fax command went on and sent"
+    );
+}
