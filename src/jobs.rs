@@ -97,6 +97,11 @@ fn apply(row: &mut JobRow, ev: &Event) {
                 row.recipients.entry(r).or_default().state = "queued".into();
             }
         }
+        "onramp_failed" => {
+            row.direction = "onramp".into();
+            row.recipient = ev.str("file").map(str::to_string);
+            row.state = "failed".into();
+        }
         "offramp_received" => {
             row.direction = if ev.str("kind") == Some("report") {
                 "report"

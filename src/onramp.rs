@@ -291,7 +291,8 @@ fn young(path: &std::path::Path) -> bool {
 /// Pick up `*.job` files in the incoming directory (write the pages first, then the job file,
 /// ideally under another name renamed to `NAME.job`; a job whose pages are still missing is
 /// retried for [`INCOMING_GRACE`]): each becomes an onramp job and is removed
-/// with its pages; a bad one is moved to `incoming/failed/` with a `.error` file beside it.
+/// with its pages; a bad one is moved to `incoming/failed/` with a `.error` file beside it and
+/// journalled as `onramp_failed` (with `file` and `reason`) under a new onramp job id.
 pub fn scan_incoming(shared: &crate::gateway::Shared) {
     let dir = &shared.config.incoming;
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -342,6 +343,15 @@ pub fn scan_incoming(shared: &crate::gateway::Shared) {
             }
             Err(why) => {
                 tracing::warn!(file = %path.display(), "incoming fax refused: {why}");
+                // Journalled as a failed onramp job, so `t37gw jobs --state failed` shows it.
+                shared.record_or_log(
+                    crate::journal::Event::new(&crate::ids::new_job_id("ON"), "onramp_failed")
+                        .with(
+                            "file",
+                            path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                        )
+                        .with("reason", why.clone()),
+                );
                 let failed = dir.join("failed");
                 let _ = std::fs::create_dir_all(&failed);
                 if let Some(name) = path.file_name() {

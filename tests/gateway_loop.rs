@@ -507,6 +507,25 @@ async fn serve_picks_up_faxes_dropped_into_the_incoming_directory() {
     assert!(!incoming.join("fax1.job").exists() && !incoming.join("fax1-p1.tif").exists());
     let why = std::fs::read_to_string(incoming.join("failed/bad.job.error")).unwrap();
     assert!(why.contains("bad job file"), "{why}");
+    // The refusal is in the journal too, as a failed onramp job.
+    let failed = work
+        .events()
+        .into_iter()
+        .find(|e| e.event == "onramp_failed")
+        .expect("onramp_failed journalled");
+    assert_eq!(failed.str("file"), Some("bad.job"));
+    assert!(failed
+        .str("reason")
+        .is_some_and(|r| r.contains("bad job file")));
+    let table = t37gw::jobs::table(&work.events());
+    let row = table
+        .iter()
+        .find(|r| r.id == failed.job)
+        .expect("a job row");
+    assert_eq!(
+        (row.direction.as_str(), row.state.as_str()),
+        ("onramp", "failed")
+    );
     assert!(
         incoming.join("early.job").exists(),
         "a job waiting for its pages stays in place"
