@@ -576,6 +576,17 @@ async fn a_5xx_from_the_smarthost_fails_the_job_with_the_servers_reply() {
     assert_eq!(rows.iter().find(|r| r.id == job).unwrap().state, "failed");
 }
 
+/// Run a Python SMTP client `script` (given the gateway's port as its argument) off the
+/// runtime; the JSON object it prints.
+async fn python_client(script: &'static str, port: u16) -> serde_json::Value {
+    let port = port.to_string();
+    let out = tokio::task::spawn_blocking(move || run("python3", &["-c", script, &port]))
+        .await
+        .unwrap();
+    assert!(out.0, "python client: {}", out.2);
+    serde_json::from_str(&out.1).expect("json")
+}
+
 /// A test CA and a `localhost` certificate signed by it: `cert.pem` and `key.pem` in `work`.
 fn write_test_certificate(work: &Workdir) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -653,12 +664,7 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), local_hostname="client.example"
     s.sendmail("a@client.example", ["FAX=+12025551234@gw.example.test"], msg)
 print(json.dumps(r))
 "#;
-    let port = gw.local_addr.port().to_string();
-    let out = tokio::task::spawn_blocking(move || run("python3", &["-c", script, &port]))
-        .await
-        .unwrap();
-    assert!(out.0, "smtplib: {}", out.2);
-    let r: serde_json::Value = serde_json::from_str(&out.1).expect("json");
+    let r = python_client(script, gw.local_addr.port()).await;
     let before: Vec<_> = r["before_tls"].as_array().unwrap().iter().collect();
     assert!(
         before.iter().any(|f| *f == "starttls") && !before.iter().any(|f| *f == "auth"),
@@ -907,12 +913,7 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
     refused = s.sendmail("a@client.example", rcpts, b"Subject: many\r\n\r\nhi\r\n")
 print(json.dumps({"refused": sorted(refused), "codes": sorted({c for c, _ in refused.values()})}))
 "#;
-    let port = gw.local_addr.port().to_string();
-    let out = tokio::task::spawn_blocking(move || run("python3", &["-c", script, &port]))
-        .await
-        .unwrap();
-    assert!(out.0, "smtplib: {}", out.2);
-    let r: serde_json::Value = serde_json::from_str(&out.1).expect("json");
+    let r = python_client(script, gw.local_addr.port()).await;
     assert_eq!(r["refused"].as_array().unwrap().len(), 50, "{r}");
     assert_eq!(r["codes"], serde_json::json!([452]), "{r}");
     let ev = work

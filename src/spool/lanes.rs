@@ -37,7 +37,9 @@ pub const LANE_MAX: u64 = 64 << 20;
 /// Lanes kept for reuse when they are empty; more are removed.
 const IDLE_LANES_KEPT: usize = 64;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Lock `m`, also after a panic elsewhere poisoned it (the data stays consistent: every
+/// update is one assignment under the lock).
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -115,12 +115,6 @@ pub struct Spool {
     inflight: Arc<Mutex<HashMap<String, lanes::Slot>>>,
 }
 
-fn lock_inflight(
-    m: &Mutex<HashMap<String, lanes::Slot>>,
-) -> std::sync::MutexGuard<'_, HashMap<String, lanes::Slot>> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// One pending commit: fsync the lane file (and the directory when the lane file is new),
 /// answer.
 struct Commit {
@@ -388,7 +382,7 @@ impl Spool {
             id.to_string(),
         );
         let start = slot.start;
-        lock_inflight(&self.inflight).insert(id.to_string(), slot);
+        lanes::lock(&self.inflight).insert(id.to_string(), slot);
         let mut file = SpoolFile::region(
             file,
             start,
@@ -397,7 +391,7 @@ impl Spool {
             &format!("{id}.msg"),
             &line,
             Box::new(move || {
-                lock_inflight(&inflight).remove(&key);
+                lanes::lock(&inflight).remove(&key);
                 lanes.abort(&lane, start);
             }),
         )?;
@@ -433,7 +427,7 @@ impl Spool {
         let head = lanes::header(&id, body_len, crc)?;
         file.file().write_all_at(&head, file.start())?;
         let committer = self.committer()?;
-        let Some(slot) = lock_inflight(&self.inflight).remove(&id) else {
+        let Some(slot) = lanes::lock(&self.inflight).remove(&id) else {
             return Err(io::Error::other("spool file not from this spool"));
         };
         // On failure `into_commit` drops the file as uncommitted: its abort hook cuts the lane.
