@@ -22,6 +22,7 @@
 //! Every reference tool runs pinned to CPU 0 with `taskset` (when present) and
 //! `MAGICK_THREAD_LIMIT=1`; ours runs on one thread except the "2 cores" line.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -283,11 +284,10 @@ fn main() {
         let ours_f = || {
             let pages = tiff_f::read_pages(&coded, &limits, Bilevel::default()).unwrap();
             assert_eq!(pages.len(), tifs.len());
-            let mut raw = Vec::new();
+            let mut f = std::fs::File::create(&dst).unwrap();
             for p in &pages {
-                raw.extend_from_slice(&p.data);
+                f.write_all(&p.data).unwrap();
             }
-            std::fs::write(&dst, raw).unwrap();
         };
         let theirs_f = || {
             sh(&format!(

@@ -286,6 +286,7 @@ const VERTICAL_PER_REFILL: usize = 2;
 const COPY: usize = 8;
 
 /// A row of changing elements: `HEAD` sentinels, the changes, `TAIL` copies of the width.
+#[derive(Default)]
 struct Changes {
     v: Vec<i32>,
     /// Index of the first trailing width (`HEAD` + number of changes).
@@ -512,11 +513,6 @@ pub(crate) fn decode(
     rows: u32,
     format: Format,
 ) -> Result<(), Unclean> {
-    let Format {
-        coding,
-        eol,
-        byte_aligned,
-    } = format;
     if width == 0
         || width > MAX_WIDTH
         || stride * 8 < width as usize
@@ -524,12 +520,98 @@ pub(crate) fn decode(
     {
         return Err(Unclean);
     }
+    if width > SCRATCH_MAX_WIDTH {
+        return decode_rows(data, out, width, stride, rows, format, &mut Scratch::new(width));
+    }
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let s = match &mut *s {
+            Some(s) if s.width == width => s,
+            slot => slot.insert(Scratch::new(width)),
+        };
+        decode_rows(data, out, width, stride, rows, format, s)
+    })
+}
+
+/// The change rows and toggle words of one strip decode, kept per thread between strips of the
+/// same width: a page is dozens of strips, and allocating and filling two rows of `width`
+/// changes per strip cost more memory traffic than the page itself.
+struct Scratch {
+    width: u32,
+    cur: Changes,
+    refl: Changes,
+    /// Two arrays of the row's words, zero between rows (see [`fill_row`]).
+    toggles: Vec<u64>,
+}
+
+impl Scratch {
+    fn new(width: u32) -> Self {
+        Scratch {
+            width,
+            cur: Changes::new(width),
+            refl: Changes::new(width),
+            toggles: vec![0u64; 2 * (width as usize).div_ceil(64)],
+        }
+    }
+}
+
+/// Widest row whose buffers are kept between strips (A3 at 400 dpi is 4864 pixels); wider rows
+/// allocate their own, so one absurd file does not pin megabytes to a thread.
+const SCRATCH_MAX_WIDTH: u32 = 8192;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Option<Scratch>> = const { std::cell::RefCell::new(None) };
+}
+
+/// [`decode`] with the buffers of `s` (any previous content; the reference row is reset to the
+/// white row every strip starts from, TIFF 6.0 §10 and T.6 §2.2.1). The buffers are moved into
+/// locals for the decode, so the compiler knows stores into a row cannot change its length.
+fn decode_rows(
+    data: &[u8],
+    out: &mut [u8],
+    width: u32,
+    stride: usize,
+    rows: u32,
+    format: Format,
+    s: &mut Scratch,
+) -> Result<(), Unclean> {
+    let mut cur = std::mem::take(&mut s.cur);
+    let mut refl = std::mem::take(&mut s.refl);
+    let mut toggles = std::mem::take(&mut s.toggles);
+    let res = decode_strip(
+        data,
+        out,
+        width,
+        stride,
+        rows,
+        format,
+        (&mut cur, &mut refl, &mut toggles),
+    );
+    (s.cur, s.refl, s.toggles) = (cur, refl, toggles);
+    res
+}
+
+#[inline(always)]
+fn decode_strip(
+    data: &[u8],
+    out: &mut [u8],
+    width: u32,
+    stride: usize,
+    rows: u32,
+    format: Format,
+    (cur, refl, toggles): (&mut Changes, &mut Changes, &mut Vec<u64>),
+) -> Result<(), Unclean> {
+    let Format {
+        coding,
+        eol,
+        byte_aligned,
+    } = format;
     let t = tables();
     let mut r = Reader::new(data);
     let w = width as i32;
-    let mut cur = Changes::new(width);
-    let mut refl = Changes::new(width);
-    let mut toggles = vec![0u64; (width as usize).div_ceil(64)];
+    refl.n = HEAD;
+    refl.finish(w);
+    toggles.fill(0);
     for row in out.chunks_exact_mut(stride).take(rows as usize) {
         if byte_aligned {
             let p = r.pos().next_multiple_of(8);
@@ -553,15 +635,15 @@ pub(crate) fn decode(
             }
         };
         if one_d {
-            mh_row(&mut r, t, &mut cur, w)?;
+            mh_row(&mut r, t, cur, w)?;
         } else {
-            row_2d(&mut r, t, &mut cur, &refl, w)?;
+            row_2d(&mut r, t, cur, refl, w)?;
         }
         if r.pos() > r.end {
             return Err(Unclean);
         }
-        fill_row(row, &cur.v[HEAD..cur.n], &mut toggles, width);
-        std::mem::swap(&mut cur, &mut refl);
+        fill_row(row, &cur.v[HEAD..cur.n], toggles, width);
+        std::mem::swap(cur, refl);
     }
     Ok(())
 }
@@ -643,26 +725,46 @@ pub(crate) fn mh_line_lenient(data: &[u8], width: u32) -> (Vec<u32>, bool) {
 }
 
 /// Fill a packed row (1 = black) from its changing elements (increasing, all
-/// `< 64 × toggles.len()`): mark each change in `toggles` (zero on entry and on return; each
-/// word's marks gathered in a register and stored whole, so no read-modify-write chain), then a
-/// prefix XOR along each 64-bit word, carried from word to word, turns the marks into runs.
+/// `< 64 × toggles.len() / 2`): mark each change in `toggles` (zero on entry and on return), then
+/// a prefix XOR along each 64-bit word, carried from word to word, turns the marks into runs.
+///
+/// `toggles` is two arrays of the row's words: the changes at even indices (starts of black runs)
+/// are marked in the first, those at odd indices in the second, each word's marks gathered in a
+/// register and stored whole. That gives two independent dependency chains of one
+/// compare-select and one bit flip per change instead of one chain through all of them (a
+/// dithered page has about 1300 changes per row). Not inlined: in the decode loop it spilled
+/// the loop's pointers to the stack.
+#[inline(never)]
 fn fill_row(row: &mut [u8], changes: &[i32], toggles: &mut [u64], width: u32) {
-    let mut acc = 0u64;
-    let mut last = usize::MAX;
-    for &x in changes {
+    let (even, odd) = toggles.split_at_mut(toggles.len() / 2);
+    let (mut acc0, mut acc1) = (0u64, 0u64);
+    let (mut last0, mut last1) = (usize::MAX, usize::MAX);
+    let mut pairs = changes.chunks_exact(2);
+    for p in &mut pairs {
+        let (x0, x1) = (p[0] as u32, p[1] as u32);
+        let (w0, w1) = ((x0 / 64) as usize, (x1 / 64) as usize);
+        acc0 = if w0 == last0 { acc0 } else { 0 } ^ (1u64 << (63 - x0 % 64));
+        acc1 = if w1 == last1 { acc1 } else { 0 } ^ (1u64 << (63 - x1 % 64));
+        (last0, last1) = (w0, w1);
+        if let Some(t) = even.get_mut(w0) {
+            *t = acc0;
+        }
+        if let Some(t) = odd.get_mut(w1) {
+            *t = acc1;
+        }
+    }
+    if let [x] = *pairs.remainder() {
         let x = x as u32;
         let wi = (x / 64) as usize;
-        acc = if wi == last { acc } else { 0 };
-        acc ^= 1u64 << (63 - x % 64);
-        last = wi;
-        if let Some(t) = toggles.get_mut(wi) {
-            *t = acc;
+        acc0 = if wi == last0 { acc0 } else { 0 } ^ (1u64 << (63 - x % 64));
+        if let Some(t) = even.get_mut(wi) {
+            *t = acc0;
         }
     }
     let mut carry = 0u64; // all ones when the word before ended black
-    let mut word = |t: &mut u64| {
-        let mut v = *t;
-        *t = 0;
+    let mut word = |(t, u): (&mut u64, &mut u64)| {
+        let mut v = *t ^ *u;
+        (*t, *u) = (0, 0);
         v ^= v >> 1;
         v ^= v >> 2;
         v ^= v >> 4;
@@ -675,7 +777,7 @@ fn fill_row(row: &mut [u8], changes: &[i32], toggles: &mut [u64], width: u32) {
     };
     // Whole words as fixed-size stores, then the row's last partial word.
     let mut words = row.chunks_exact_mut(8);
-    let mut ts = toggles.iter_mut();
+    let mut ts = even.iter_mut().zip(odd.iter_mut());
     for (out, t) in (&mut words).zip(&mut ts) {
         out.copy_from_slice(&word(t));
     }
