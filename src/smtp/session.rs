@@ -177,10 +177,28 @@ impl Session {
             owned.extend_from_slice(b"\r\n");
             &owned[..]
         };
-        let request = match Request::parse(&mut line.iter()) {
+        // smtp-proto has no address literals (RFC 5321 §4.1.3): a sender at one is parsed with
+        // a placeholder domain in its place, swapped back after.
+        let literal = sender_address_literal(line);
+        let masked;
+        let parsed = match literal {
+            Some((start, end)) => {
+                masked = [&line[..start], LITERAL_PLACEHOLDER.as_bytes(), &line[end..]].concat();
+                Request::parse(&mut masked.iter())
+            }
+            None => Request::parse(&mut line.iter()),
+        };
+        let mut request = match parsed {
             Ok(request) => request,
             Err(error) => return self.finish(parse_error_reply(&error), Next::Command),
         };
+        if let (Some((start, end)), Request::Mail { from }) = (literal, &mut request) {
+            let text = String::from_utf8_lossy(&line[start..end]);
+            match from.address.strip_suffix(LITERAL_PLACEHOLDER) {
+                Some(local) => from.address = format!("{local}{text}").into(),
+                None => return self.finish(Reply::bad_sender_syntax(), Next::Command),
+            }
+        }
         let (reply, next) = match request {
             Request::Ehlo { host } | Request::Helo { host } if !is_printable(&host) => {
                 (Reply::syntax("invalid domain"), Next::Command)
@@ -629,6 +647,39 @@ fn path_fits(address: &str) -> bool {
     }
 }
 
+/// Stands in for an address literal while smtp-proto parses the line (`.invalid`, RFC 2606, so
+/// it is never anyone's domain; no address literal can contain it).
+const LITERAL_PLACEHOLDER: &str = "address-literal.invalid";
+
+/// Where the address literal of a `MAIL FROM:<local@[literal]>` line is (the octets from `[`
+/// to `]`), when the line is a MAIL command whose reverse-path ends in an IPv4 or IPv6 address
+/// literal of RFC 5321 §4.1.3 (`[192.0.2.1]`, `[IPv6:2001:db8::1]`, addresses `std::net`
+/// parses). `None` for anything else, which smtp-proto then parses (and refuses) as it is; that
+/// includes General-address-literals (`[tag:content]`: no tag but IPv6 is registered, and
+/// delivery status notifications could not be addressed to one).
+fn sender_address_literal(line: &[u8]) -> Option<(usize, usize)> {
+    let head = line.get(..10)?;
+    if !head.eq_ignore_ascii_case(b"MAIL FROM:") {
+        return None;
+    }
+    let open = line.iter().position(|&b| b == b'<')?;
+    let close = open + line[open..].iter().position(|&b| b == b'>')?;
+    let path = &line[open + 1..close];
+    let at = path.iter().rposition(|&b| b == b'@')?;
+    let lit = &path[at + 1..];
+    let inner = lit.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    let inner = std::str::from_utf8(inner).ok()?;
+    let valid = match inner.split_once(':') {
+        None => inner.parse::<std::net::Ipv4Addr>().is_ok(),
+        Some((tag, rest)) if tag.eq_ignore_ascii_case("IPv6") => {
+            rest.parse::<std::net::Ipv6Addr>().is_ok()
+        }
+        Some(_) => false,
+    };
+    let start = open + 1 + at + 1;
+    valid.then_some((start, start + lit.len()))
+}
+
 /// RFC 5321 §4.1.1.1 / §4.1.3: a domain or address literal is printable US-ASCII.
 fn is_printable(text: &str) -> bool {
     text.chars().all(|c| c.is_ascii_graphic())
@@ -755,6 +806,35 @@ mod tests {
                 delay: true
             })
         );
+    }
+
+    /// RFC 5321 §4.1.3 address literals in the reverse-path (`Mailbox = Local-part "@"
+    /// ( Domain / address-literal )`, §4.1.2); smtp-proto alone refuses them.
+    #[test]
+    fn sender_at_an_address_literal() {
+        for (from, want) in [
+            ("a@[127.0.0.1]", "250 2.1.0"),
+            ("scanner@[IPv6:2001:db8::1]", "250 2.1.0"),
+            ("a@[x-tag:some.thing]", "501 5.1.7"),
+            ("a@[999.1.1.1]", "501 5.1.7"),
+            ("a@[IPv6:not-an-address]", "501 5.1.7"),
+            ("a@[1.2.3.4", "501 5.1.7"),
+            ("a@[]", "501 5.1.7"),
+            ("@[127.0.0.1]", "501 5.1.7"),
+        ] {
+            let mut s = session();
+            code(&mut s, "EHLO c.example");
+            assert_eq!(code(&mut s, &format!("MAIL FROM:<{from}> RET=FULL")), want, "{from}");
+            if want.starts_with("250") {
+                assert_eq!(s.envelope().mail_from, from);
+                assert_eq!(s.envelope().ret, Some(Ret::Full));
+            }
+        }
+        // A recipient at an address literal is still nobody this gateway serves.
+        let mut s = session();
+        code(&mut s, "EHLO c.example");
+        code(&mut s, "MAIL FROM:<a@[127.0.0.1]>");
+        assert!(code(&mut s, "RCPT TO:<FAX=+12025551234@[127.0.0.1]>").starts_with('5'));
     }
 
     #[test]
