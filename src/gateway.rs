@@ -35,6 +35,9 @@ pub struct Shared {
     pub offramp_wake: Notify,
     /// Wakes the outgoing queue (a message was queued).
     pub outq_wake: Notify,
+    /// SMTP sessions open on the gateway's listeners (the offramp worker lets them go first,
+    /// [`INGEST_FIRST_MAX_WAIT`]).
+    pub smtp_sessions: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -50,6 +53,7 @@ impl Shared {
             index: Mutex::new(JobIndex::default()),
             journal_offset: Mutex::new(0),
             retries: Mutex::new(Default::default()),
+            smtp_sessions: Default::default(),
             config,
             spool,
             journal,
@@ -339,6 +343,9 @@ async fn offramp_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) 
                         return;
                     }
                     if shared.retry_due(&id) {
+                        if !ingest_first(&shared, &mut shutdown).await {
+                            return;
+                        }
                         offramp::process(&shared, &id).await;
                     }
                 }
@@ -349,6 +356,31 @@ async fn offramp_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) 
             return;
         }
     }
+}
+
+/// Longest the offramp worker waits for messages being received before it converts the next
+/// job anyway (seconds): under a steady stream of mail it still starts at least one job per
+/// second, which is more than a fax line sends.
+pub const INGEST_FIRST_MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// Before each offramp job: wait while SMTP sessions are open ([`Shared::smtp_sessions`]),
+/// polling every 10 ms, at most [`INGEST_FIRST_MAX_WAIT`]. Accepting mail comes first: a
+/// client waits for its `250` while the CPU and disk are busy converting TIFF and fsyncing the
+/// journal, and a fax line sends one page in several seconds anyway. Counting open sessions
+/// rather than messages in DATA: sessions that all wait for the same group commit leave no
+/// message in DATA for a moment, and a job started then competes with their next messages.
+/// `false` when the gateway is stopping.
+async fn ingest_first(shared: &Shared, shutdown: &mut watch::Receiver<bool>) -> bool {
+    let started = std::time::Instant::now();
+    while shared.smtp_sessions.load(std::sync::atomic::Ordering::SeqCst) > 0
+        && started.elapsed() < INGEST_FIRST_MAX_WAIT
+    {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            _ = shutdown.changed() => return !*shutdown.borrow(),
+        }
+    }
+    !*shutdown.borrow()
 }
 
 async fn outq_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {

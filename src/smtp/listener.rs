@@ -18,7 +18,8 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
-/// Octets read from the socket at a time.
+/// Room made in the input buffer before each read: a read takes at least this many octets
+/// when they are there (straight into the input buffer, no copy).
 const READ_CHUNK: usize = 16 * 1024;
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -77,6 +78,23 @@ pub async fn serve_tls<B: Backend>(
     run(listener, config, backend, shutdown, true).await
 }
 
+/// Calls [`Backend::session_opened`] when made and [`Backend::session_closed`] when dropped,
+/// which happens also when the session's task is aborted at shutdown.
+struct OpenSession<B: Backend>(Arc<B>);
+
+impl<B: Backend> OpenSession<B> {
+    fn new(backend: Arc<B>) -> Self {
+        backend.session_opened();
+        OpenSession(backend)
+    }
+}
+
+impl<B: Backend> Drop for OpenSession<B> {
+    fn drop(&mut self) {
+        self.0.session_closed();
+    }
+}
+
 /// Everything one session needs from the listener.
 struct Ctx<B> {
     config: Arc<ListenerConfig>,
@@ -130,9 +148,11 @@ async fn run<B: Backend>(
                             acceptor: acceptor.clone(),
                             shutdown: shutdown.clone(),
                         };
+                        let open = OpenSession::new(backend.clone());
                         sessions.spawn(async move {
                             run_session(stream, peer, ctx, implicit_tls, client).await;
                             drop(permit);
+                            drop(open);
                         });
                     }
                     Err(_) => {
@@ -198,7 +218,6 @@ struct Conn {
     stream: Box<dyn Io>,
     input: Vec<u8>,
     output: Vec<u8>,
-    chunk: Box<[u8]>,
     write_timeout: Duration,
     /// End of `max_session_time`.
     deadline: Instant,
@@ -237,7 +256,8 @@ impl Conn {
             return Ok(ReadOutcome::SessionOver);
         }
         let session_bound = left < limit;
-        let read = timeout(limit.min(left), self.stream.read(&mut self.chunk));
+        self.input.reserve(READ_CHUNK);
+        let read = timeout(limit.min(left), self.stream.read_buf(&mut self.input));
         let result = match shutdown {
             Some(rx) => tokio::select! {
                 r = read => r,
@@ -249,11 +269,7 @@ impl Conn {
             Err(_) if session_bound => Ok(ReadOutcome::SessionOver),
             Err(_) => Ok(ReadOutcome::TimedOut),
             Ok(Ok(0)) => Ok(ReadOutcome::Eof),
-            Ok(Ok(n)) => {
-                let got = self.chunk.get(..n).unwrap_or_default();
-                self.input.extend_from_slice(got);
-                Ok(ReadOutcome::Data)
-            }
+            Ok(Ok(_)) => Ok(ReadOutcome::Data),
             Ok(Err(error)) => Err(error),
         }
     }
@@ -297,7 +313,6 @@ async fn run_session<B: Backend>(
         stream: Box::new(stream),
         input: Vec::new(),
         output: Vec::new(),
-        chunk: vec![0u8; READ_CHUNK].into_boxed_slice(),
         write_timeout: config.command_timeout,
         deadline: Instant::now() + config.max_session_time,
     };
@@ -379,9 +394,7 @@ async fn drive<B: Backend>(
                 let mut body = Body::open(backend, session.envelope());
                 let mut reader = DataReader::new(config.max_message_size);
                 loop {
-                    let done = reader.feed(&mut conn.input);
-                    reader.drain_to(&mut body);
-                    if done {
+                    if reader.feed(&mut conn.input, &mut body) {
                         break;
                     }
                     // Inside DATA shutdown waits: the message is read to its end first.

@@ -93,6 +93,12 @@ pub trait Backend: Send + Sync + 'static {
     fn mail(&self, _envelope: &Envelope) -> Result<(), Reply> {
         Ok(())
     }
+    /// A session was admitted (called before its greeting); every call is matched by one
+    /// [`Backend::session_closed`], also when the session fails or is aborted. For a backend
+    /// that schedules other work around mail intake. Default: nothing.
+    fn session_opened(&self) {}
+    /// A session opened with [`Backend::session_opened`] ended. Default: nothing.
+    fn session_closed(&self) {}
     /// Accept or refuse one recipient (`550 5.1.1`, `550 5.7.1`, …).
     fn rcpt(&self, envelope: &Envelope, rcpt: &Recipient) -> Result<(), Reply>;
     /// Store the message durably and return the reply to the final dot: `250` only once the

@@ -124,9 +124,9 @@ pub(crate) struct DataFlaws {
 /// [`DataFlaws`]. A leading dot of a line is removed (transparency, §4.5.2). The message
 /// keeps the CRLF before the final dot. Past `max_size` octets (counted after unstuffing, as
 /// RFC 1870 §4 counts) the rest is read and dropped, so the session stays in step and can
-/// answer `552 5.3.4` after the dot. Memory: the octets framed since the last
-/// [`DataReader::drain_to`] (the listener drains after every read, so one read's worth), or
-/// at most `max_size` octets when never drained.
+/// answer `552 5.3.4` after the dot. Memory: none of its own; the octets go to the output
+/// given to [`DataReader::feed`] as they are framed, in runs as long as the input allows
+/// (everything between two dots that start lines is one run).
 #[derive(Debug)]
 pub(crate) struct DataReader {
     state: DataState,
@@ -136,10 +136,8 @@ pub(crate) struct DataReader {
     /// Wire octets of the current line so far (CR and LF included), saturating.
     line_len: usize,
     flaws: DataFlaws,
-    message: Vec<u8>,
 }
 
-/// Octets that leave the fast path of [`DataState::Text`].
 impl DataReader {
     /// A reader for one message of at most `max_size` octets.
     pub(crate) fn new(max_size: usize) -> DataReader {
@@ -149,7 +147,6 @@ impl DataReader {
             size: 0,
             line_len: 0,
             flaws: DataFlaws::default(),
-            message: Vec::new(),
         }
     }
 
@@ -161,28 +158,15 @@ impl DataReader {
         }
     }
 
-    /// The message read so far (empty when oversize).
-    #[cfg(test)]
-    pub(crate) fn into_message(self) -> Vec<u8> {
-        self.message
-    }
-
-    /// Move the message octets framed so far to `out` (a spool file, or memory).
-    pub(crate) fn drain_to(&mut self, out: &mut impl super::sink::Out) {
-        if !self.message.is_empty() {
-            out.put(&self.message);
-            self.message.clear();
+    /// Message octets to `out`, unless the message is past `max_size` (then they are only
+    /// counted; what `out` got before is dropped with it by the caller).
+    fn emit(&mut self, bytes: &[u8], out: &mut impl super::sink::Out) {
+        if bytes.is_empty() {
+            return;
         }
-    }
-
-    fn emit(&mut self, bytes: &[u8]) {
         self.size = self.size.saturating_add(bytes.len());
-        if self.size > self.max_size {
-            if !self.message.is_empty() {
-                self.message = Vec::new();
-            }
-        } else {
-            self.message.extend_from_slice(bytes);
+        if self.size <= self.max_size {
+            out.put(bytes);
         }
     }
 
@@ -194,43 +178,71 @@ impl DataReader {
         }
     }
 
-    /// Consume bytes from the front of `input` up to and including the end of the block.
-    /// Returns true when the block ended; the bytes after it stay in `input` (pipelined
-    /// commands).
-    pub(crate) fn feed(&mut self, input: &mut Vec<u8>) -> bool {
+    /// Consume octets from the front of `input` up to and including the end of the block,
+    /// the message octets among them going to `out`. Returns true when the block ended; the
+    /// octets after it stay in `input` (pipelined commands).
+    ///
+    /// Octets pass to `out` as runs of `input` (`input[run..i]`): a run is cut only where an
+    /// octet is dropped or held back (a dot starting a line; the CR after such a dot, which
+    /// ends the block if LF follows). Lines of ordinary text (CRLF, then an octet that is not
+    /// `.`, CR, LF or NUL) are stepped over whole, without the per-octet state machine.
+    pub(crate) fn feed(&mut self, input: &mut Vec<u8>, out: &mut impl super::sink::Out) -> bool {
         let mut i = 0;
+        let mut run = 0;
         let mut done = false;
         while i < input.len() {
             if self.state == DataState::Text {
-                // Fast path: copy up to the next CR, LF or NUL.
+                // Fast path: up to the next CR, LF or NUL; past CRLF when an ordinary octet
+                // follows (the state stays Text).
                 let rest = &input[i..];
                 let n = memchr::memchr3(b'\r', b'\n', 0, rest).unwrap_or(rest.len());
-                self.emit(&rest[..n]);
                 self.count(n);
                 i += n;
                 if i == input.len() {
                     break;
+                }
+                if input[i] == b'\r'
+                    && input.get(i + 1) == Some(&b'\n')
+                    && input
+                        .get(i + 2)
+                        .is_some_and(|&c| !matches!(c, b'.' | b'\r' | b'\n' | 0))
+                {
+                    self.count(2);
+                    self.line_len = 0;
+                    i += 2;
+                    continue;
                 }
             }
             let b = input[i];
             i += 1;
             self.count(1);
             match self.state {
-                DataState::LineStart if b == b'.' => self.state = DataState::Dot,
-                DataState::Dot if b == b'\r' => self.state = DataState::DotCr,
+                DataState::LineStart if b == b'.' => {
+                    // Dropped: stuffing, or the start of the end of the block.
+                    let before = &input[run..i - 1];
+                    self.emit(before, out);
+                    run = i;
+                    self.state = DataState::Dot;
+                }
+                DataState::Dot if b == b'\r' => {
+                    // Held back until the octet after it is known (`run` is at it: the dot
+                    // before it was just dropped).
+                    run = i;
+                    self.state = DataState::DotCr;
+                }
                 DataState::DotCr if b == b'\n' => {
                     done = true;
                     break;
                 }
                 DataState::Cr if b == b'\n' => {
-                    self.emit(b"\n");
                     self.line_len = 0;
                     self.state = DataState::LineStart;
                 }
                 DataState::DotCr | DataState::Cr => {
-                    // The CR before `b` was bare; with `.\r` the dot was stuffing.
+                    // The CR before `b` was bare; with `.\r` the dot was stuffing and the CR,
+                    // held back, is message text before `b` (`run` is at `b`).
                     if self.state == DataState::DotCr {
-                        self.emit(b"\r");
+                        self.emit(b"\r", out);
                     }
                     self.flaws.bare_line_ending = true;
                     self.text(b);
@@ -239,14 +251,17 @@ impl DataReader {
                 DataState::LineStart | DataState::Dot | DataState::Text => self.text(b),
             }
         }
+        if !done {
+            let pending = &input[run..i];
+            self.emit(pending, out);
+        }
         input.drain(..i);
         done
     }
 
-    /// Keep one text octet and move to the state after it. A LF here is bare (no CR before
-    /// it): it does not end the line, so a dot after it is never an end of data.
+    /// One text octet (it stays in the run) and the state after it. A LF here is bare (no CR
+    /// before it): it does not end the line, so a dot after it is never an end of data.
     fn text(&mut self, b: u8) {
-        self.emit(&[b]);
         match b {
             b'\r' => {
                 self.state = DataState::Cr;
@@ -319,16 +334,114 @@ mod tests {
     fn read_all(chunks: &[&[u8]], max: usize) -> (bool, Vec<u8>, Vec<u8>, bool) {
         let mut r = DataReader::new(max);
         let mut rest = Vec::new();
+        let mut msg = Vec::new();
         let mut done = false;
         for c in chunks {
             rest.extend_from_slice(c);
-            if r.feed(&mut rest) {
+            if r.feed(&mut rest, &mut msg) {
                 done = true;
                 break;
             }
         }
         let over = r.flaws().oversize;
-        (done, r.into_message(), rest, over)
+        (done, msg, rest, over)
+    }
+
+    /// The DATA framing of RFC 5321 §4.1.1.4 / §4.5.2 written plainly, one octet at a time
+    /// (the reader before its runs and fast path): the end is the first CRLF `.` CRLF (or `.`
+    /// CRLF at the start), a dot starting a line is dropped, bare CR / LF and NUL are kept and
+    /// noted, lines over 1000 octets with CRLF are noted.
+    fn reference(input: &[u8], max: usize) -> (bool, Vec<u8>, usize, DataFlaws) {
+        let (mut msg, mut flaws) = (Vec::new(), DataFlaws::default());
+        let (mut line_start, mut line_len) = (true, 0usize);
+        let mut i = 0;
+        while i < input.len() {
+            if line_start && input[i..].starts_with(b".\r\n") {
+                flaws.oversize = msg.len() > max;
+                return (true, msg, i + 3, flaws);
+            }
+            let stuffed = line_start && input[i] == b'.';
+            if stuffed {
+                line_len += 1;
+                i += 1;
+                if i == input.len() {
+                    break;
+                }
+            }
+            let b = input[i];
+            msg.push(b);
+            line_len += 1;
+            flaws.long_line |= line_len > MAX_TEXT_LINE;
+            i += 1;
+            line_start = false;
+            match b {
+                b'\r' if input.get(i) == Some(&b'\n') => {
+                    msg.push(b'\n');
+                    line_len += 1;
+                    flaws.long_line |= line_len > MAX_TEXT_LINE;
+                    i += 1;
+                    line_start = true;
+                    line_len = 0;
+                }
+                b'\r' => flaws.bare_line_ending |= i < input.len(),
+                b'\n' => {
+                    flaws.bare_line_ending = true;
+                    line_len = 0;
+                }
+                0 => flaws.nul = true,
+                _ => {}
+            }
+        }
+        (false, msg, input.len(), flaws)
+    }
+
+    /// The reader against [`reference`] on random blocks of text lines, dots, CR, LF and NUL,
+    /// cut into random reads: the same end, message, rest and flaws.
+    #[test]
+    fn runs_and_fast_path_frame_as_the_plain_reading() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..20_000 {
+            let len = rnd(120) as usize;
+            let mut input: Vec<u8> = (0..len)
+                .map(|_| match rnd(12) {
+                    0 => b'.',
+                    1 | 2 => b'\r',
+                    3 | 4 => b'\n',
+                    5 => 0,
+                    _ => b'a',
+                })
+                .collect();
+            if rnd(3) == 0 {
+                // A long ordinary line now and then, for the 1000-octet limit.
+                let at = rnd(len as u64 + 1) as usize;
+                let long = vec![b'x'; 990 + rnd(20) as usize];
+                input.splice(at..at, long);
+            }
+            input.extend_from_slice(b"\r\n.\r\nQUIT\r\n");
+            let max = if rnd(4) == 0 { rnd(200) as usize } else { 1 << 20 };
+            let want = reference(&input, max);
+            let mut r = DataReader::new(max);
+            let (mut rest, mut msg, mut done, mut at) = (Vec::new(), Vec::new(), false, 0);
+            while at < input.len() && !done {
+                let n = (1 + rnd(40) as usize).min(input.len() - at);
+                rest.extend_from_slice(&input[at..at + n]);
+                at += n;
+                done = r.feed(&mut rest, &mut msg);
+            }
+            rest.extend_from_slice(&input[at..]);
+            assert_eq!(done, want.0, "{input:?}");
+            assert_eq!(r.flaws(), want.3, "{input:?}");
+            if !want.3.oversize {
+                assert_eq!(msg, want.1, "{input:?}");
+            }
+            assert_eq!(rest, &input[want.2..], "{input:?}");
+        }
     }
 
     #[test]
@@ -376,8 +489,9 @@ mod tests {
     fn flaws_of(input: &[u8]) -> (bool, DataFlaws, Vec<u8>) {
         let mut r = DataReader::new(1 << 20);
         let mut rest = input.to_vec();
-        let done = r.feed(&mut rest);
-        (done, r.flaws(), r.into_message())
+        let mut msg = Vec::new();
+        let done = r.feed(&mut rest, &mut msg);
+        (done, r.flaws(), msg)
     }
 
     #[test]
