@@ -71,8 +71,8 @@ pub(crate) fn read_raster(
 
 /// Fast path for the common scan, an 8-bit gray non-interlaced PNG without transparency: rows
 /// are decoded one at a time (the `png` crate's row API, identity transformations) straight into
-/// the bilevel page, two at a time for Floyd–Steinberg ([`FloydSteinberg::two_rows`]), without
-/// a full-page gray buffer. The same bits as decoding through `image` then
+/// the bilevel page, [`FS_ROWS`] at a time for Floyd–Steinberg ([`FloydSteinberg::rows`]),
+/// without a full-page gray buffer. The same bits as decoding through `image` then
 /// [`gray_to_bilevel`]. `Ok(None)` for any other input (the caller takes the general path);
 /// `width × height` is the checked header size.
 fn gray_png_rows(
@@ -113,28 +113,26 @@ fn gray_png_rows(
     let w = width as usize;
     let stride = w.div_ceil(8);
     let mut data = vec![0u8; stride * height as usize];
-    let (mut a, mut b) = (vec![0u8; w], vec![0u8; w]);
     let mut fs = FloydSteinberg::new(w);
-    let mut rows = data.chunks_exact_mut(stride);
-    while let Some(out_a) = rows.next() {
-        if reader.read_row(&mut a).map_err(corrupt)?.is_none() {
-            return Err(ImageError::Corrupt("PNG image data ends early".into()));
+    let mut luma = vec![0u8; FS_ROWS * w];
+    let group = match bilevel {
+        Bilevel::Threshold(_) => 1,
+        Bilevel::FloydSteinberg => FS_ROWS,
+    };
+    for out in data.chunks_mut(group * stride) {
+        let n = out.len() / stride;
+        for src in luma.chunks_exact_mut(w).take(n) {
+            if reader.read_row(src).map_err(corrupt)?.is_none() {
+                return Err(ImageError::Corrupt("PNG image data ends early".into()));
+            }
         }
         match bilevel {
-            Bilevel::Threshold(t) => pack_threshold(&a, out_a, t),
-            Bilevel::FloydSteinberg => match rows.next() {
-                Some(out_b) => {
-                    if reader.read_row(&mut b).map_err(corrupt)?.is_none() {
-                        return Err(ImageError::Corrupt("PNG image data ends early".into()));
-                    }
-                    fs.two_rows(&a, &b, out_a, out_b);
-                }
-                None => fs.row(&a, out_a),
-            },
+            Bilevel::Threshold(t) => pack_threshold(&luma[..w], out, t),
+            Bilevel::FloydSteinberg => dither_group(&mut fs, &luma[..n * w], out, w, stride),
         }
     }
     // Past the last row: consumes the rest of the image data as the general path does.
-    reader.read_row(&mut a).map_err(corrupt)?;
+    reader.read_row(&mut luma[..w]).map_err(corrupt)?;
     Ok(Some(data))
 }
 
@@ -195,33 +193,92 @@ pub(crate) fn gray_to_bilevel(luma: &[u8], width: u32, height: u32, bilevel: Bil
         }
         Bilevel::FloydSteinberg => {
             let mut fs = FloydSteinberg::new(w);
-            let mut srcs = luma.chunks_exact(2 * w);
-            let mut outs = data.chunks_exact_mut(2 * stride);
-            for (src, out) in (&mut srcs).zip(&mut outs) {
-                let (a, b) = src.split_at(w);
-                let (oa, ob) = out.split_at_mut(stride);
-                fs.two_rows(a, b, oa, ob);
-            }
-            if let (Some(src), Some(out)) = (
-                srcs.remainder().get(..w),
-                outs.into_remainder().get_mut(..stride),
-            ) {
-                fs.row(src, out);
+            for (src, out) in luma
+                .chunks(FS_ROWS * w)
+                .zip(data.chunks_mut(FS_ROWS * stride))
+            {
+                dither_group(&mut fs, src, out, w, stride);
             }
         }
     }
     data
 }
 
+/// Dither up to [`FS_ROWS`] rows (`luma`: rows of `w` bytes; `out`: rows of `stride` bytes) with
+/// one [`FloydSteinberg::rows`] call; rows missing from either are not dithered.
+fn dither_group(fs: &mut FloydSteinberg, luma: &[u8], out: &mut [u8], w: usize, stride: usize) {
+    if w == 0 || stride == 0 {
+        return;
+    }
+    let mut src = luma.chunks_exact(w);
+    let mut dst = out.chunks_exact_mut(stride);
+    match (src.len().min(dst.len()), &mut src, &mut dst) {
+        (4.., s, d) => fs.rows::<4>(
+            std::array::from_fn(|_| s.next().unwrap_or_default()),
+            std::array::from_fn(|_| d.next().unwrap_or_default()),
+        ),
+        (3, s, d) => fs.rows::<3>(
+            std::array::from_fn(|_| s.next().unwrap_or_default()),
+            std::array::from_fn(|_| d.next().unwrap_or_default()),
+        ),
+        (2, s, d) => fs.rows::<2>(
+            std::array::from_fn(|_| s.next().unwrap_or_default()),
+            std::array::from_fn(|_| d.next().unwrap_or_default()),
+        ),
+        (1, s, d) => fs.rows::<1>(
+            [s.next().unwrap_or_default()],
+            [d.next().unwrap_or_default()],
+        ),
+        _ => {}
+    }
+}
+
 /// Row-at-a-time integer Floyd–Steinberg error diffusion (weights 7/16 right, 3/16 below left,
 /// 5/16 below, 1/16 below right; threshold 128; errors past the row ends are dropped), so that a
 /// caller can dither rows as they are decoded without a full-page gray buffer.
 ///
-/// The error of the pixel to the left is carried in a register and the next row's errors are
-/// finalised one pixel behind, in place, so the loop stores each error cell once.
+/// Rows are dithered up to eight at a time ([`FloydSteinberg::rows`], [`FS_ROWS`] on the fast
+/// paths) as a wavefront: row `k` runs one pixel behind row `k - 1` and takes the error that row
+/// diffuses into it (3/16, 5/16, 1/16) straight from registers, so the loop carries `K`
+/// independent error chains, and only the last row's errors for the next group go to memory.
 pub(crate) struct FloydSteinberg {
     /// Error diffused into each pixel (×16) of the next row from the row above.
     below: Vec<i32>,
+}
+
+/// Rows per [`FloydSteinberg::rows`] call on the fast paths: four independent error chains.
+pub(crate) const FS_ROWS: usize = 4;
+
+/// One pixel: luma `p` (0 = black, 255 = white) plus the error diffused into it, ×16:
+/// `from_above` and 7 × `e1` (the error of the pixel to the left). Returns (its error, 1 if it
+/// is black).
+#[inline(always)]
+fn fs_pixel(p: u8, from_above: i32, e1: i32) -> (i32, u32) {
+    let v = i32::from(p) + ((from_above + 7 * e1) >> 4);
+    let black = v < 128;
+    (if black { v } else { v - 255 }, u32::from(black))
+}
+
+/// The state of one row of a wavefront: the errors of its last two pixels (0 before the row
+/// start and past its end) and its last output bits, newest in bit 0.
+#[derive(Clone, Copy, Default)]
+struct Chain {
+    e1: i32,
+    e2: i32,
+    bits: u32,
+}
+
+impl Chain {
+    /// Take one pixel's error `e` (0 past the row ends) and bit; returns what the row diffuses
+    /// into the pixel below its previous one, ×16 (3 × `e` + 5 × `e1` + `e2`).
+    #[inline(always)]
+    fn push(&mut self, e: i32, bit: u32) -> i32 {
+        let pass = 3 * e + 5 * self.e1 + self.e2;
+        self.e2 = self.e1;
+        self.e1 = e;
+        self.bits = (self.bits << 1) | bit;
+        pass
+    }
 }
 
 impl FloydSteinberg {
@@ -232,121 +289,114 @@ impl FloydSteinberg {
         }
     }
 
-    /// Dither one row of luma (`src`, 0 = black, `width` bytes) into packed bits (`out`,
-    /// `ceil(width / 8)` bytes, 1 = black; fully overwritten, padding bits clear).
+    /// Dither `K` (1 to 8) consecutive rows of luma (`src[0]` the top one, each `width` bytes,
+    /// 0 = black) into packed bits (`out`, each `ceil(width / 8)` bytes, 1 = black; fully
+    /// overwritten, padding bits clear); the same bits for any `K`. A shorter source or output
+    /// row shortens all `K` to it.
+    ///
+    /// Step `t` dithers pixel `t - k` of row `k`; pixels before a row's start and past its end
+    /// are virtual (no error, white bit), so that every step does the same work, and after each
+    /// eight steps one byte of every row is complete and stored, without a per-pixel branch. The
+    /// steps where every row is inside the page run eight at a time on fixed-size chunks.
     #[inline]
-    pub(crate) fn row(&mut self, src: &[u8], out: &mut [u8]) {
-        let below = &mut self.below[..];
-        let w = below.len().min(src.len()).min(out.len() * 8);
-        let (mut right, mut e1, mut e2) = (0i32, 0i32, 0i32);
-        let mut byte = 0u32;
-        for x in 0..w {
-            let v = i32::from(src[x]) + ((below[x] + right) >> 4);
-            let black = i32::from(v < 128);
-            let e = v - 255 + 255 * black;
-            byte = (byte << 1) | black as u32;
-            if x & 7 == 7 {
-                out[x / 8] = byte as u8;
-                byte = 0;
-            }
-            if x > 0 {
-                below[x - 1] = 3 * e + 5 * e1 + e2;
-            }
-            right = 7 * e;
-            e2 = e1;
-            e1 = e;
+    pub(crate) fn rows<const K: usize>(&mut self, src: [&[u8]; K], out: [&mut [u8]; K]) {
+        const { assert!(K >= 1 && K <= 8) };
+        let mut w = self.below.len();
+        for k in 0..K {
+            w = w.min(src[k].len()).min(out[k].len() * 8);
         }
-        if w > 0 {
-            below[w - 1] = 5 * e1 + e2;
+        let stride = w.div_ceil(8);
+        let below = &mut self.below[..w];
+        let mut out = out.map(|o| &mut o[..stride]);
+        let mut ch = [Chain::default(); K];
+        // Steps 0..8: the rows start (row k is virtual before step k).
+        let mut t = 0;
+        while t < 8 {
+            step_checked(t, below, &src, &mut out, &mut ch);
+            t += 1;
         }
-        if w % 8 != 0 {
-            out[w / 8] = (byte << (8 - w % 8)) as u8;
+        // Chunks of eight steps with every row inside the page (t ≥ 8 > K - 1, t + 8 ≤ w).
+        while t + 8 <= w {
+            // Row 0 reads below[t + i]; the last row writes below[t + i - K], final once its
+            // pixel t + i - K + 1 is done.
+            let bl = &mut below[t - K..t + 8];
+            let s: [&[u8]; K] = std::array::from_fn(|k| &src[k][t - k..t - k + 8]);
+            // Written out eight times (not a loop) so that the chains stay in registers.
+            chunk_step(0, bl, &s, &mut ch);
+            chunk_step(1, bl, &s, &mut ch);
+            chunk_step(2, bl, &s, &mut ch);
+            chunk_step(3, bl, &s, &mut ch);
+            chunk_step(4, bl, &s, &mut ch);
+            chunk_step(5, bl, &s, &mut ch);
+            chunk_step(6, bl, &s, &mut ch);
+            chunk_step(7, bl, &s, &mut ch);
+            // Row k's byte t / 8 - 1 ended k steps before this chunk's last one.
+            for k in 0..K {
+                out[k][t / 8 - 1] = (ch[k].bits >> (8 - k)) as u8;
+            }
+            t += 8;
+        }
+        // The rest: the rows end (virtual pixels give the padding bits, 0); the last row's last
+        // error goes below at step w + K - 1, the last bytes are stored at step 8 × stride + 7.
+        while t < 8 * stride + 8 {
+            step_checked(t, below, &src, &mut out, &mut ch);
+            t += 1;
         }
     }
 }
 
-impl FloydSteinberg {
-    /// Dither two consecutive rows (`a` above `b`, each `width` bytes of luma) into `out_a` and
-    /// `out_b` (as [`FloydSteinberg::row`]); the same bits as two `row` calls.
-    ///
-    /// A two-row wavefront: row `b` runs one pixel behind row `a` and takes the error `a`
-    /// diffuses into it (3/16, 5/16, 1/16) straight from registers, so the loop carries two
-    /// independent error chains instead of one, and only `b`'s errors for the next row go to
-    /// memory.
-    #[inline]
-    pub(crate) fn two_rows(&mut self, a: &[u8], b: &[u8], out_a: &mut [u8], out_b: &mut [u8]) {
-        let below = &mut self.below[..];
-        let w = below
-            .len()
-            .min(a.len())
-            .min(b.len())
-            .min(out_a.len() * 8)
-            .min(out_b.len() * 8);
-        if w < 2 {
-            self.row(a, out_a);
-            self.row(b, out_b);
-            return;
-        }
-        let (a, b, below) = (&a[..w], &b[..w], &mut below[..w]);
-        // Row a, pixel 0; then row a's carried error to the right and last two errors.
-        let v = i32::from(a[0]) + (below[0] >> 4);
-        let black = i32::from(v < 128);
-        let e = v - 255 + 255 * black;
-        let mut byte_a = black as u32;
-        let (mut ra, mut a1, mut a2) = (7 * e, e, 0i32);
-        // Row b: the same.
-        let (mut rb, mut b1, mut b2) = (0i32, 0i32, 0i32);
-        let mut byte_b = 0u32;
-        for x in 1..w {
-            // Row a, pixel x.
-            let v = i32::from(a[x]) + ((below[x] + ra) >> 4);
-            let black = i32::from(v < 128);
-            let e = v - 255 + 255 * black;
-            byte_a = (byte_a << 1) | black as u32;
-            if x & 7 == 7 {
-                out_a[x / 8] = byte_a as u8;
-                byte_a = 0;
+/// Step `i` (0..8) of a chunk of [`FloydSteinberg::rows`] with every row inside the page: `bl`
+/// is `below` from `K` pixels before the chunk to its end, `s[k]` row `k`'s eight pixels.
+#[inline(always)]
+fn chunk_step<const K: usize>(i: usize, bl: &mut [i32], s: &[&[u8]; K], ch: &mut [Chain; K]) {
+    let mut above = bl[K + i];
+    for k in 0..K {
+        let (e, bit) = fs_pixel(s[k][i], above, ch[k].e1);
+        above = ch[k].push(e, bit);
+    }
+    bl[i] = above;
+}
+
+/// One step `t` of [`FloydSteinberg::rows`] at the rows' ends, every access checked: row `k`
+/// dithers pixel `t - k` (a virtual one outside `0..w`); after step `8j + 7`, `j ≥ 1`, byte
+/// `j - 1` of every row is stored.
+#[inline(always)]
+fn step_checked<const K: usize>(
+    t: usize,
+    below: &mut [i32],
+    src: &[&[u8]; K],
+    out: &mut [&mut [u8]; K],
+    ch: &mut [Chain; K],
+) {
+    let w = below.len();
+    let mut above = 0;
+    for k in 0..K {
+        let x = t.wrapping_sub(k);
+        let (e, bit) = match src[k].get(x) {
+            Some(&p) if x < w => {
+                let from_above = if k == 0 {
+                    below.get(x).copied().unwrap_or(0)
+                } else {
+                    above
+                };
+                fs_pixel(p, from_above, ch[k].e1)
             }
-            // What row a diffuses into row b's pixel x - 1, now final.
-            let into_b = 3 * e + 5 * a1 + a2;
-            ra = 7 * e;
-            a2 = a1;
-            a1 = e;
-            // Row b, pixel x - 1.
-            let xb = x - 1;
-            let v = i32::from(b[xb]) + ((into_b + rb) >> 4);
-            let black = i32::from(v < 128);
-            let e = v - 255 + 255 * black;
-            byte_b = (byte_b << 1) | black as u32;
-            if xb & 7 == 7 {
-                out_b[xb / 8] = byte_b as u8;
-                byte_b = 0;
+            _ => (0, 0),
+        };
+        above = ch[k].push(e, bit);
+    }
+    // The last row's pixel t - K + 1 is done: the error below its left neighbour is final.
+    if let Some(x) = t.checked_sub(K) {
+        if let Some(b) = below.get_mut(x) {
+            *b = above;
+        }
+    }
+    if t % 8 == 7 && t >= 15 {
+        let j = t / 8 - 1;
+        for k in 0..K {
+            if let Some(o) = out[k].get_mut(j) {
+                *o = (ch[k].bits >> (8 - k)) as u8;
             }
-            if xb > 0 {
-                below[xb - 1] = 3 * e + 5 * b1 + b2;
-            }
-            rb = 7 * e;
-            b2 = b1;
-            b1 = e;
-        }
-        if w % 8 != 0 {
-            out_a[w / 8] = (byte_a << (8 - w % 8)) as u8;
-        }
-        // Row b, last pixel: row a's errors past its end are dropped.
-        let xb = w - 1;
-        let into_b = 5 * a1 + a2;
-        let v = i32::from(b[xb]) + ((into_b + rb) >> 4);
-        let black = i32::from(v < 128);
-        let e = v - 255 + 255 * black;
-        byte_b = (byte_b << 1) | black as u32;
-        if xb & 7 == 7 {
-            out_b[xb / 8] = byte_b as u8;
-            byte_b = 0;
-        }
-        below[xb - 1] = 3 * e + 5 * b1 + b2;
-        below[xb] = 5 * e + b1;
-        if w % 8 != 0 {
-            out_b[w / 8] = (byte_b << (8 - w % 8)) as u8;
         }
     }
 }
