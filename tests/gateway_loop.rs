@@ -960,3 +960,62 @@ async fn allowed_senders_refuse_others_but_never_the_null_sender() {
     );
     gw.shutdown().await;
 }
+
+/// The offramp worker lets open SMTP sessions go first, but at most a second per job: with a
+/// session left open (idle after its greeting) for the whole test, a message sent in another
+/// session is still picked up and faxed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_session_does_not_hold_the_offramp_worker_back_for_long() {
+    let work = Workdir::new();
+    let gw = start(&work, |t| t).await;
+    let addr = gw.local_addr;
+    let idle = TcpStream::connect(addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut idle_reader = BufReader::new(idle.try_clone().unwrap());
+    assert!(reply(&mut idle_reader).starts_with("220"));
+    let tiff = base64_lines(&fixture("fax-3page-g3.tif"));
+    let body = format!(
+        "From: a@client.example\r\nTo: FAX=+12025551234@gw.example.test\r\n\
+         Subject: open session\r\nMIME-Version: 1.0\r\n\
+         Content-Type: image/tiff; application=faxbw\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{tiff}."
+    );
+    let replies = tokio::task::spawn_blocking(move || {
+        dialog(
+            addr,
+            &[
+                "EHLO client.example",
+                "MAIL FROM:<a@client.example>",
+                "RCPT TO:<FAX=+12025551234@gw.example.test>",
+                "DATA",
+                &body,
+                "QUIT",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(replies[5].starts_with("250"), "{replies:?}");
+    let ev = work
+        .wait_for(20, "the fax, with a session still open", |e| {
+            e.event == "fax_delivered"
+        })
+        .await;
+    assert_eq!(ev.str("number"), Some("+12025551234"), "{}", ev.to_line());
+    // The idle session is still there and still answers.
+    let mut w = idle.try_clone().unwrap();
+    w.write_all(b"NOOP\r\n").unwrap();
+    assert!(reply(&mut idle_reader).starts_with("250"));
+    gw.shutdown().await;
+}
+
+/// Base64 in 76-character lines with CRLF (RFC 2045 §6.8).
+fn base64_lines(data: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    b64.as_bytes()
+        .chunks(76)
+        .map(|l| format!("{}\r\n", String::from_utf8_lossy(l)))
+        .collect()
+}
