@@ -372,7 +372,10 @@ pub const INGEST_FIRST_MAX_WAIT: Duration = Duration::from_secs(1);
 /// `false` when the gateway is stopping.
 async fn ingest_first(shared: &Shared, shutdown: &mut watch::Receiver<bool>) -> bool {
     let started = std::time::Instant::now();
-    while shared.smtp_sessions.load(std::sync::atomic::Ordering::SeqCst) > 0
+    while shared
+        .smtp_sessions
+        .load(std::sync::atomic::Ordering::SeqCst)
+        > 0
         && started.elapsed() < INGEST_FIRST_MAX_WAIT
     {
         tokio::select! {

@@ -112,11 +112,15 @@ impl Backend for OfframpBackend {
     /// `mta-receive.allowed-senders`: others get `550 5.7.1` (RFC 3463: delivery not
     /// authorized); the null reverse-path of reports is always accepted (RFC 5321 §4.5.5).
     fn session_opened(&self) {
-        self.shared.smtp_sessions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.shared
+            .smtp_sessions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn session_closed(&self) {
-        self.shared.smtp_sessions.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.shared
+            .smtp_sessions
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn mail(&self, envelope: &Envelope) -> Result<(), Reply> {

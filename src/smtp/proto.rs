@@ -424,7 +424,11 @@ mod tests {
                 input.splice(at..at, long);
             }
             input.extend_from_slice(b"\r\n.\r\nQUIT\r\n");
-            let max = if rnd(4) == 0 { rnd(200) as usize } else { 1 << 20 };
+            let max = if rnd(4) == 0 {
+                rnd(200) as usize
+            } else {
+                1 << 20
+            };
             let want = reference(&input, max);
             let mut r = DataReader::new(max);
             let (mut rest, mut msg, mut done, mut at) = (Vec::new(), Vec::new(), false, 0);

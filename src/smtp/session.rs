@@ -824,7 +824,11 @@ mod tests {
         ] {
             let mut s = session();
             code(&mut s, "EHLO c.example");
-            assert_eq!(code(&mut s, &format!("MAIL FROM:<{from}> RET=FULL")), want, "{from}");
+            assert_eq!(
+                code(&mut s, &format!("MAIL FROM:<{from}> RET=FULL")),
+                want,
+                "{from}"
+            );
             if want.starts_with("250") {
                 assert_eq!(s.envelope().mail_from, from);
                 assert_eq!(s.envelope().ret, Some(Ret::Full));

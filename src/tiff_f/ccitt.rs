@@ -521,7 +521,15 @@ pub(crate) fn decode(
         return Err(Unclean);
     }
     if width > SCRATCH_MAX_WIDTH {
-        return decode_rows(data, out, width, stride, rows, format, &mut Scratch::new(width));
+        return decode_rows(
+            data,
+            out,
+            width,
+            stride,
+            rows,
+            format,
+            &mut Scratch::new(width),
+        );
     }
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
