@@ -54,11 +54,15 @@ const BLACK_BITS: u32 = 13;
 /// Bits of the 2-D mode table index (longest mode code word we decode: 7 bits, T.4 Table 4).
 const MODE_BITS: u32 = 7;
 
-/// 2-D modes (T.4 §4.2.1.3.2, Table 4).
-const PASS: u8 = 1;
-const HORIZONTAL: u8 = 2;
-/// Vertical modes are `V0 + 3 + (a1 - b1)`, i.e. 4..=10 for VL3..VR3.
-const V0: u8 = 7;
+/// 2-D modes (T.4 §4.2.1.3.2, Table 4) in the mode table: entry = mode | code length, where
+/// mode is `PASS`, `HORIZONTAL`, or for a vertical mode `(3 + a1 - b1) << 3` (VL3..VR3) plus
+/// [`VERTICAL`].
+const PASS: u8 = 1 << 3;
+const HORIZONTAL: u8 = 2 << 3;
+/// Entry bit of a vertical mode that is not the first of a V0 string (see `row_2d`).
+const VERTICAL: u8 = 0x80;
+/// Code length bits of a mode table entry.
+const LEN: u8 = 7;
 
 struct Tables {
     /// Entry = run length << 4 | code length; code length 0 = no such code word.
@@ -69,7 +73,7 @@ struct Tables {
     /// | both codes' length; 0 = the next two codes are not two terminating codes within
     /// [`PAIR_BITS`] bits.
     pair: [Vec<u16>; 2],
-    /// Entry = mode << 4 | code length.
+    /// See [`PASS`], [`HORIZONTAL`], [`VERTICAL`]; code length 0 = no such code word.
     mode: [u8; 1 << MODE_BITS],
 }
 
@@ -114,22 +118,27 @@ fn tables() -> &'static Tables {
             t
         };
         let mut mode = [0u8; 1 << MODE_BITS];
+        let v = |d: u8| VERTICAL | (3 + d) << 3;
         let codes: [(u32, u32, u8); 9] = [
             (0b0001, 4, PASS),
             (0b001, 3, HORIZONTAL),
-            (0b1, 1, V0),
-            (0b011, 3, V0 + 1),
-            (0b000011, 6, V0 + 2),
-            (0b0000011, 7, V0 + 3),
-            (0b010, 3, V0 - 1),
-            (0b000010, 6, V0 - 2),
-            (0b0000010, 7, V0 - 3),
+            (0b1, 1, v(0)),
+            (0b011, 3, v(1)),
+            (0b000011, 6, v(2)),
+            (0b0000011, 7, v(3)),
+            (0b010, 3, v(0).wrapping_sub(1 << 3)),
+            (0b000010, 6, v(0).wrapping_sub(2 << 3)),
+            (0b0000010, 7, v(0).wrapping_sub(3 << 3)),
         ];
         for (code, len, m) in codes {
             let first = (code << (MODE_BITS - len)) as usize;
             for e in &mut mode[first..first + (1 << (MODE_BITS - len))] {
-                *e = m << 4 | len as u8;
+                *e = m | len as u8;
             }
+        }
+        // A V0 string (the top `V0_STRING` bits all ones) is not taken as a vertical mode.
+        for e in &mut mode[((1 << V0_STRING) - 1) << (MODE_BITS - V0_STRING)..] {
+            *e &= !VERTICAL;
         }
         Tables {
             white: build(false, WHITE_BITS),
@@ -285,7 +294,8 @@ const VERTICAL_PER_REFILL: usize = 2;
 /// the row buffers have that much slack past their trailing widths).
 const COPY: usize = 8;
 
-/// A row of changing elements: `HEAD` sentinels, the changes, `TAIL` copies of the width.
+/// A row of changing elements: `HEAD` sentinels, the changes, `TAIL` copies of the width, then
+/// unused entries up to a power-of-two length (see [`Changes::mask`]).
 #[derive(Default)]
 struct Changes {
     v: Vec<i32>,
@@ -295,7 +305,8 @@ struct Changes {
 
 impl Changes {
     fn new(width: u32) -> Self {
-        let mut v = vec![i32::MIN; HEAD + width as usize + TAIL + COPY];
+        let len = (HEAD + width as usize + TAIL + COPY).next_power_of_two();
+        let mut v = vec![i32::MIN; len];
         v[HEAD..HEAD + TAIL].fill(width as i32);
         Changes { v, n: HEAD }
     }
@@ -311,6 +322,12 @@ impl Changes {
             self.v[self.n] = x;
             self.n += 1;
         }
+    }
+
+    /// `v.len() - 1`, a mask for indices into `v` (its length is a power of two).
+    #[inline(always)]
+    fn mask(&self) -> usize {
+        self.v.len().wrapping_sub(1)
     }
 
     /// Close the row: the trailing widths.
@@ -383,8 +400,11 @@ fn horizontal(
 /// One 2-D row (T.4 §4.2.1.3, T.6 §2.2) into `cur` against `refl`.
 ///
 /// `ib` indexes b1 (the first reference change right of a0 of the colour opposite to a0's); its
-/// parity is a0's colour, and it only moves right except for one step back after VL modes.
-#[inline(always)]
+/// parity is a0's colour (odd = black), and it only moves right except for one step back after
+/// VL modes. Both rows are indexed through [`Changes::mask`]: the sentinels keep every index
+/// below the buffer's length (see the comments below), and the mask lets the compiler see that
+/// without a bounds check per access.
+#[inline(never)]
 fn row_2d(
     r: &mut Reader,
     t: &Tables,
@@ -392,10 +412,11 @@ fn row_2d(
     refl: &Changes,
     w: i32,
 ) -> Result<(), Unclean> {
-    cur.n = HEAD;
-    let rv = &refl.v;
+    let m = refl.mask();
+    let rv = &refl.v[..=m];
+    let cv = &mut cur.v[..=m];
+    let mut n = HEAD;
     let mut a0: i32 = -1;
-    let mut black = false;
     let mut ib = HEAD;
     while a0 < w {
         // The mode is read from the bits before the refill: the refill only ORs bits in below
@@ -422,43 +443,40 @@ fn row_2d(
                 r.consume(1);
                 break;
             }
-            cur.v[cur.n..cur.n + COPY].copy_from_slice(&rv[ib..ib + COPY]);
-            cur.n += k;
+            cv[n..n + COPY].copy_from_slice(&rv[ib..ib + COPY]);
+            n += k;
             ib += k;
-            a0 = rv[ib - 1];
-            black ^= k & 1 == 1;
+            a0 = rv[(ib - 1) & m];
             r.consume(k as u32);
             continue;
         }
         let e = t.mode[(peek >> (64 - MODE_BITS)) as usize];
-        let len = u32::from(e & 15);
-        let m = e >> 4;
-        if m > V0 - 4 {
+        if e & VERTICAL != 0 {
             // VL3..VR3, V0 included: branch-free but for rare long searches. For V0 the next b1
             // is one step forward (the change after b1 = a1 lies right of a1), or b1 was the
-            // end of the row (a1 = w, nothing is pushed and the row ends). Up to
+            // end of the row (a1 = w, the row ends; that change is dropped after the loop). Up to
             // `VERTICAL_PER_REFILL` vertical modes per refill; a following mode that is not
             // vertical, or starts a V0 string, goes round the loop.
             let mut e = e;
             for _ in 0..VERTICAL_PER_REFILL {
-                let m = e >> 4;
-                r.consume(u32::from(e & 15));
-                let d = i32::from(m) - i32::from(V0);
+                r.consume(u32::from(e & LEN));
+                let d = i32::from(e >> 3 & 15) - 3;
                 // The next b1 has the other colour: `lo` (one step back for VL, forward
                 // otherwise) or two further. All three reference changes are loaded at once
                 // from `ib`, so the step costs one load latency, not two in a row. `ib >= HEAD`
                 // (the change before b1 is the sentinel `i32::MIN` at `HEAD - 1`, never right
-                // of a1, so `ib` never goes below `HEAD`), and the reads stay within the buffer:
-                // a b1 at the trailing widths gives a1 >= w (row end or error) unless d < 0.
+                // of a1, so `ib` never goes below `HEAD`), and the reads stay within the row's
+                // changes and trailing widths: a b1 at the trailing widths gives a1 >= w (row
+                // end or error) unless d < 0.
                 let lo = ib + 2 * usize::from(d >= 0) - 1;
-                let (b1, c0, c2) = (rv[ib], rv[lo], rv[lo + 2]);
+                let (b1, c0, c2) = (rv[ib & m], rv[lo & m], rv[(lo + 2) & m]);
                 let a1 = b1 + d;
                 if a1 <= a0 || a1 > w {
                     return Err(Unclean);
                 }
-                cur.v[cur.n] = a1;
-                cur.n += usize::from(a1 < w);
-                black = !black;
+                // A change at `w` (the row's end) is counted too and taken off below.
+                cv[n & m] = a1;
+                n += 1;
                 a0 = a1;
                 if a0 >= w {
                     break;
@@ -466,38 +484,50 @@ fn row_2d(
                 ib = lo + 2 * usize::from(c0 <= a0);
                 if c2 <= a0 {
                     // Rare (VR2, VR3 over short reference runs): on in steps of two.
-                    while rv[ib] <= a0 {
+                    while rv[ib & m] <= a0 {
                         ib += 2;
                     }
                 }
                 e = t.mode[(r.buf >> (64 - MODE_BITS)) as usize];
-                if e >> 4 <= V0 - 4 || r.buf >> (64 - V0_STRING) == (1 << V0_STRING) - 1 {
+                if e & VERTICAL == 0 {
                     break;
                 }
             }
             continue;
         }
+        let len = u32::from(e & LEN);
         if len == 0 {
             return Err(Unclean);
         }
         r.consume(len);
-        if m == PASS {
-            a0 = rv[ib + 1];
+        if e & !LEN == PASS {
+            a0 = rv[(ib + 1) & m];
             ib += 2;
             continue;
         }
         // Horizontal.
-        let (a1, a2) = horizontal(r, t, black, a0.max(0), w)?;
-        cur.push(a1, w);
-        cur.push(a2, w);
+        let (a1, a2) = horizontal(r, t, ib & 1 == 1, a0.max(0), w)?;
+        for x in [a1, a2] {
+            // `Changes::push` on the local count.
+            if cv[(n - 1) & m] == x {
+                n -= 1;
+            } else if x < w {
+                cv[n & m] = x;
+                n += 1;
+            }
+        }
         a0 = a2;
         if a0 >= w {
             break;
         }
-        while rv[ib] <= a0 {
+        while rv[ib & m] <= a0 {
             ib += 2;
         }
     }
+    if cv[(n - 1) & m] == w {
+        n -= 1;
+    }
+    cur.n = n;
     cur.finish(w);
     Ok(())
 }

@@ -464,7 +464,7 @@ fn dithery_page(rng: &mut fastrand::Rng, width: u32, height: u32) -> Vec<u8> {
 #[test]
 fn fast_ccitt_decoder_matches_the_general_one_on_dithered_pages() {
     let mut rng = fastrand::Rng::with_seed(1742);
-    for width in [1u32, 2, 7, 8, 9, 63, 64, 65, 200, 1728] {
+    for width in [1u32, 2, 7, 8, 9, 63, 64, 65, 200, 1000, 1728, 2034, 2561] {
         for _ in 0..4 {
             let height = rng.u32(1..40);
             let page = dithery_page(&mut rng, width, height);
