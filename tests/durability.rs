@@ -405,6 +405,14 @@ fn sigterm_answers_idle_sessions_421_and_finishes_data_in_flight() {
     assert!(after.starts_with("421 4.3.2"), "{after}");
     let status = server.0.wait().unwrap();
     assert!(status.success(), "exit 0 after a clean stop: {status}");
+    // Logs written to a file are plain text: no ANSI colour escapes (ESC, 0x1B).
+    let log = std::fs::read(work.path().join("server.log")).unwrap();
+    assert!(
+        log.windows(14).any(|w| w == b"gateway starte"),
+        "{}",
+        String::from_utf8_lossy(&log)
+    );
+    assert!(!log.contains(&0x1b), "{}", String::from_utf8_lossy(&log));
     if end.starts_with("250") {
         // What got 250 is in the spool for the next start.
         let spooled = spool_bytes(&work.path().join("spool/offramp"));
