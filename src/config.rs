@@ -300,7 +300,8 @@ pub enum BackendKind {
         /// How long to wait for a result file before reporting `relayed`; 0 = do not wait.
         result_wait: Duration,
     },
-    /// External command (`sendfax`-style); `$number$`, `$file$`, `$job$` are substituted.
+    /// External command (`sendfax`-style); `$number$`, `$subaddress$` (T.33, empty without
+    /// one), `$file$`, `$job$` are substituted.
     /// Exit 0 = sent, 75 (EX_TEMPFAIL) = retry later, other = failed.
     Command { argv: Vec<String> },
 }

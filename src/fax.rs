@@ -21,6 +21,9 @@ pub struct FaxJob {
     pub offramp_job: String,
     /// Number to dial, RFC 3192 form with leading `+`.
     pub number: String,
+    /// T.33 sub-address (digits) the sender gave with `/T33S=` (RFC 3192 §3, ITU-T T.33),
+    /// to be sent after the call is connected (the SUB frame of T.30); `None` without one.
+    pub subaddress: Option<String>,
     /// Pages in the TIFF-F file.
     pub pages: usize,
     /// Envelope sender of the mail (DSN recipient), empty for `<>`.
@@ -155,6 +158,7 @@ async fn command(argv: &[String], job: &FaxJob, tiff: &[u8]) -> FaxOutcome {
     }
     let subst = |a: &String| {
         a.replace("$number$", &job.number)
+            .replace("$subaddress$", job.subaddress.as_deref().unwrap_or(""))
             .replace("$file$", &file.display().to_string())
             .replace("$job$", &job.job)
     };

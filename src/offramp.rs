@@ -97,6 +97,38 @@ pub fn classify(shared: &Shared, address: &str) -> Result<Destination, Reply> {
     }
 }
 
+/// The T.33 sub-address of a fax recipient `FAX=+number/T33S=digits@domain` (RFC 3192 §3),
+/// the digits; `None` without one. Only for addresses [`classify`] accepted (it refuses any
+/// other qualifier).
+pub fn t33_subaddress(address: &str) -> Option<String> {
+    let (local, _) = address.rsplit_once('@')?;
+    local
+        .split('/')
+        .skip(1)
+        .find_map(|q| {
+            q.get(..5)
+                .filter(|p| p.eq_ignore_ascii_case("T33S="))
+                .map(|_| q[5..].to_string())
+        })
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod subaddress_tests {
+    #[test]
+    fn t33_subaddress_digits_or_none() {
+        use super::t33_subaddress as t;
+        assert_eq!(
+            t("FAX=+4930123/T33S=0815@gw.example").as_deref(),
+            Some("0815")
+        );
+        assert_eq!(t("fax=+4930123/t33s=7@gw.example").as_deref(), Some("7"));
+        assert_eq!(t("FAX=+4930123@gw.example"), None);
+        assert_eq!(t("FAX=+4930123/T33S=@gw.example"), None);
+        assert_eq!(t("no-at-sign"), None);
+    }
+}
+
 /// The SMTP listener's backend.
 pub struct OfframpBackend {
     shared: Arc<Shared>,
@@ -525,6 +557,7 @@ async fn fax_one(
         job: fax_id.to_string(),
         offramp_job: id.to_string(),
         number: number.to_string(),
+        subaddress: t33_subaddress(&rcpt.address),
         pages,
         sender: env.mail_from.clone(),
         message_id: message_id.map(str::to_string),

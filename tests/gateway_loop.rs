@@ -963,7 +963,8 @@ async fn allowed_senders_refuse_others_but_never_the_null_sender() {
 
 /// The offramp worker lets open SMTP sessions go first, but at most a second per job: with a
 /// session left open (idle after its greeting) for the whole test, a message sent in another
-/// session is still picked up and faxed.
+/// session is still picked up and faxed. The recipient's T.33 sub-address (RFC 3192 §3
+/// `/T33S=`) reaches the fax backend's job file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_session_does_not_hold_the_offramp_worker_back_for_long() {
     let work = Workdir::new();
@@ -987,7 +988,7 @@ async fn an_open_session_does_not_hold_the_offramp_worker_back_for_long() {
             &[
                 "EHLO client.example",
                 "MAIL FROM:<a@client.example>",
-                "RCPT TO:<FAX=+12025551234@gw.example.test>",
+                "RCPT TO:<FAX=+12025551234/T33S=0815@gw.example.test>",
                 "DATA",
                 &body,
                 "QUIT",
@@ -1003,6 +1004,11 @@ async fn an_open_session_does_not_hold_the_offramp_worker_back_for_long() {
         })
         .await;
     assert_eq!(ev.str("number"), Some("+12025551234"), "{}", ev.to_line());
+    let tif = &work.outbox_tiffs()[0];
+    let job: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tif.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(job["number"], "+12025551234", "{job}");
+    assert_eq!(job["subaddress"], "0815", "{job}");
     // The idle session is still there and still answers.
     let mut w = idle.try_clone().unwrap();
     w.write_all(b"NOOP\r\n").unwrap();
