@@ -580,6 +580,8 @@ struct Scratch {
     refl: Changes,
     /// Two arrays of the row's words, zero between rows (see [`fill_row`]).
     toggles: Vec<u64>,
+    /// One octet per pixel of the row's words, zero between rows (dense rows in [`fill_row`]).
+    marks: Vec<u8>,
 }
 
 impl Scratch {
@@ -589,6 +591,7 @@ impl Scratch {
             cur: Changes::new(width),
             refl: Changes::new(width),
             toggles: vec![0u64; 2 * (width as usize).div_ceil(64)],
+            marks: vec![0u8; 64 * (width as usize).div_ceil(64)],
         }
     }
 }
@@ -616,6 +619,7 @@ fn decode_rows(
     let mut cur = std::mem::take(&mut s.cur);
     let mut refl = std::mem::take(&mut s.refl);
     let mut toggles = std::mem::take(&mut s.toggles);
+    let mut marks = std::mem::take(&mut s.marks);
     let res = decode_strip(
         data,
         out,
@@ -623,9 +627,9 @@ fn decode_rows(
         stride,
         rows,
         format,
-        (&mut cur, &mut refl, &mut toggles),
+        (&mut cur, &mut refl, &mut toggles, &mut marks),
     );
-    (s.cur, s.refl, s.toggles) = (cur, refl, toggles);
+    (s.cur, s.refl, s.toggles, s.marks) = (cur, refl, toggles, marks);
     res
 }
 
@@ -637,7 +641,7 @@ fn decode_strip(
     stride: usize,
     rows: u32,
     format: Format,
-    (cur, refl, toggles): (&mut Changes, &mut Changes, &mut Vec<u64>),
+    (cur, refl, toggles, marks): (&mut Changes, &mut Changes, &mut Vec<u64>, &mut Vec<u8>),
 ) -> Result<(), Unclean> {
     let Format {
         coding,
@@ -650,6 +654,7 @@ fn decode_strip(
     refl.n = HEAD;
     refl.finish(w);
     toggles.fill(0);
+    marks.fill(0);
     for row in out.chunks_exact_mut(stride).take(rows as usize) {
         if byte_aligned {
             let p = r.pos().next_multiple_of(8);
@@ -680,7 +685,7 @@ fn decode_strip(
         if r.pos() > r.end {
             return Err(Unclean);
         }
-        fill_row(row, &cur.v[HEAD..cur.n], toggles, width);
+        fill_row(row, &cur.v[HEAD..cur.n], toggles, marks, width);
         std::mem::swap(cur, refl);
     }
     Ok(())
@@ -762,19 +767,11 @@ pub(crate) fn mh_line_lenient(data: &[u8], width: u32) -> (Vec<u32>, bool) {
     (changes, clean)
 }
 
-/// Fill a packed row (1 = black) from its changing elements (increasing, all
-/// `< 64 × toggles.len() / 2`): mark each change in `toggles` (zero on entry and on return), then
-/// a prefix XOR along each 64-bit word, carried from word to word, turns the marks into runs.
-///
-/// `toggles` is two arrays of the row's words: the changes at even indices (starts of black runs)
-/// are marked in the first, those at odd indices in the second, each word's marks gathered in a
-/// register and stored whole. That gives two independent dependency chains of one
-/// compare-select and one bit flip per change instead of one chain through all of them (a
-/// dithered page has about 1300 changes per row). Not inlined: in the decode loop it spilled
-/// the loop's pointers to the stack.
-#[inline(never)]
-fn fill_row(row: &mut [u8], changes: &[i32], toggles: &mut [u64], width: u32) {
-    let (even, odd) = toggles.split_at_mut(toggles.len() / 2);
+/// Pixels per change above which a row is marked with [`mark_dense`].
+const DENSE: usize = 8;
+
+/// Mark `changes` in the words `even` (changes at even indices) and `odd` (the others).
+fn mark_sparse(changes: &[i32], even: &mut [u64], odd: &mut [u64]) {
     let (mut acc0, mut acc1) = (0u64, 0u64);
     let (mut last0, mut last1) = (usize::MAX, usize::MAX);
     let mut pairs = changes.chunks_exact(2);
@@ -798,6 +795,54 @@ fn fill_row(row: &mut [u8], changes: &[i32], toggles: &mut [u64], width: u32) {
         if let Some(t) = even.get_mut(wi) {
             *t = acc0;
         }
+    }
+}
+
+/// Mark `changes` in `words` through one octet per pixel: each change sets its octet in
+/// `marks` to 1 (plain stores: the changes are strictly increasing, so each octet is set at
+/// most once and nothing is read back), then every 8 octets (each 0 or 1)
+/// become one octet of bits with one multiplication: with octet `i` at bit `8i` of a
+/// little-endian load, `x * 0x8040201008040201` puts it at bit `63 - i` (the factor's bit `9j`
+/// meets octet `i` at `8i + 9j`, which is in the top octet only for `j = 7 - i`; all other
+/// products land on distinct lower bits, so nothing carries), so the top octet holds the 8
+/// pixels first-pixel-first. `marks` (64 octets per word of `words`) is zero on entry and on
+/// return; `words` is zero on entry.
+fn mark_dense(changes: &[i32], words: &mut [u64], marks: &mut [u8]) {
+    for &x in changes {
+        if let Some(m) = marks.get_mut(x as u32 as usize) {
+            *m = 1;
+        }
+    }
+    for (w, octets) in words.iter_mut().zip(marks.chunks_exact_mut(64)) {
+        let mut v = 0u64;
+        for eight in octets.chunks_exact(8) {
+            let x = u64::from_le_bytes(eight.try_into().unwrap_or([0; 8]));
+            v = v << 8 | x.wrapping_mul(0x8040_2010_0804_0201) >> 56;
+        }
+        *w = v;
+        octets.fill(0);
+    }
+}
+
+/// Fill a packed row (1 = black) from its changing elements (increasing, all
+/// `< 64 × toggles.len() / 2`): mark each change in `toggles` (zero on entry and on return), then
+/// a prefix XOR along each 64-bit word, carried from word to word, turns the marks into runs.
+/// Rows with more than one change per [`DENSE`] pixels (dithered images) are marked through
+/// `marks` instead ([`mark_dense`]).
+///
+/// `toggles` is two arrays of the row's words: the changes at even indices (starts of black runs)
+/// are marked in the first, those at odd indices in the second, each word's marks gathered in a
+/// register and stored whole. That gives two independent dependency chains of one
+/// compare-select and one bit flip per change instead of one chain through all of them (a
+/// dithered page has about 1300 changes per row). Not inlined: in the decode loop it spilled
+/// the loop's pointers to the stack.
+#[inline(never)]
+fn fill_row(row: &mut [u8], changes: &[i32], toggles: &mut [u64], marks: &mut [u8], width: u32) {
+    let (even, odd) = toggles.split_at_mut(toggles.len() / 2);
+    if changes.len() * DENSE > width as usize {
+        mark_dense(changes, even, marks);
+    } else {
+        mark_sparse(changes, even, odd);
     }
     let mut carry = 0u64; // all ones when the word before ended black
     let mut word = |(t, u): (&mut u64, &mut u64)| {
