@@ -204,32 +204,52 @@ pub(crate) fn gray_to_bilevel(luma: &[u8], width: u32, height: u32, bilevel: Bil
     data
 }
 
-/// Dither up to [`FS_ROWS`] rows (`luma`: rows of `w` bytes; `out`: rows of `stride` bytes) with
-/// one [`FloydSteinberg::rows`] call; rows missing from either are not dithered.
+/// Dither up to [`FS_ROWS`] rows (`luma`: rows of `w` bytes; `out`: rows of `stride` bytes):
+/// eight at a time with [`FloydSteinberg::rows8`], fewer with [`FloydSteinberg::rows`]; rows
+/// missing from either are not dithered.
 fn dither_group(fs: &mut FloydSteinberg, luma: &[u8], out: &mut [u8], w: usize, stride: usize) {
     if w == 0 || stride == 0 {
         return;
     }
-    let mut src = luma.chunks_exact(w);
-    let mut dst = out.chunks_exact_mut(stride);
-    match (src.len().min(dst.len()), &mut src, &mut dst) {
-        (4.., s, d) => fs.rows::<4>(
-            std::array::from_fn(|_| s.next().unwrap_or_default()),
-            std::array::from_fn(|_| d.next().unwrap_or_default()),
-        ),
-        (3, s, d) => fs.rows::<3>(
-            std::array::from_fn(|_| s.next().unwrap_or_default()),
-            std::array::from_fn(|_| d.next().unwrap_or_default()),
-        ),
-        (2, s, d) => fs.rows::<2>(
-            std::array::from_fn(|_| s.next().unwrap_or_default()),
-            std::array::from_fn(|_| d.next().unwrap_or_default()),
-        ),
-        (1, s, d) => fs.rows::<1>(
-            [s.next().unwrap_or_default()],
-            [d.next().unwrap_or_default()],
-        ),
-        _ => {}
+    let mut s = luma.chunks_exact(w);
+    let mut d = out.chunks_exact_mut(stride);
+    let mut left = s.len().min(d.len());
+    while left > 0 {
+        let (s, d) = (&mut s, &mut d);
+        left -= match left {
+            8.. => {
+                fs.rows8(
+                    std::array::from_fn(|_| s.next().unwrap_or_default()),
+                    std::array::from_fn(|_| d.next().unwrap_or_default()),
+                );
+                8
+            }
+            4.. => {
+                fs.rows::<4>(
+                    std::array::from_fn(|_| s.next().unwrap_or_default()),
+                    std::array::from_fn(|_| d.next().unwrap_or_default()),
+                );
+                4
+            }
+            3 => {
+                fs.rows::<3>(
+                    std::array::from_fn(|_| s.next().unwrap_or_default()),
+                    std::array::from_fn(|_| d.next().unwrap_or_default()),
+                );
+                3
+            }
+            2 => {
+                fs.rows::<2>(
+                    std::array::from_fn(|_| s.next().unwrap_or_default()),
+                    std::array::from_fn(|_| d.next().unwrap_or_default()),
+                );
+                2
+            }
+            _ => {
+                fs.rows::<1>([s.next().unwrap_or_default()], [d.next().unwrap_or_default()]);
+                1
+            }
+        };
     }
 }
 
@@ -246,8 +266,8 @@ pub(crate) struct FloydSteinberg {
     below: Vec<i32>,
 }
 
-/// Rows per [`FloydSteinberg::rows`] call on the fast paths: four independent error chains.
-pub(crate) const FS_ROWS: usize = 4;
+/// Rows per group on the fast paths: one [`FloydSteinberg::rows8`] call.
+pub(crate) const FS_ROWS: usize = 8;
 
 /// One pixel: luma `p` (0 = black, 255 = white) plus the error diffused into it, ×16:
 /// `from_above` and 7 × `e1` (the error of the pixel to the left). Returns (its error, 1 if it
@@ -401,6 +421,258 @@ fn step_checked<const K: usize>(
     }
 }
 
+/// Rows (lanes) of the vector wavefront, [`FloydSteinberg::rows8`].
+const LANES: usize = 8;
+
+/// Eight `i16` lanes, lane `k` for row `k` of the vector wavefront ([`Lanes`], plain Rust that
+/// LLVM turns partly into SSE2 code; the seam for an explicit SIMD version). Every value fits: by induction from 0, a pixel's error `e` is
+/// in `-127..=127` (the diffused error ×16 is at most 16 × 127 = 2032 in magnitude, so
+/// `v = p + (that >> 4)` is in `-127..=382`; black gives `e = v < 128`, white
+/// `e = v - 255 ≥ -127`), so 16 × luma plus that sum plus 7 × `e` is below
+/// 4080 + 2032 + 889 = 7001 in magnitude, and 3 + 5 + 1 sixteenths ×16 below 1143.
+trait Vector: Copy {
+    fn from_array(a: [i16; LANES]) -> Self;
+    fn splat(v: i16) -> Self;
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn and(self, o: Self) -> Self;
+    /// `!self & o`.
+    fn and_not(self, o: Self) -> Self;
+    fn shl<const N: i32>(self) -> Self;
+    /// Arithmetic shift right.
+    fn sra<const N: i32>(self) -> Self;
+    /// −1 where `self < o`, else 0.
+    fn lt(self, o: Self) -> Self;
+    /// `[first, self[0], …, self[6]]`: each lane takes its upper neighbour's value.
+    fn shift_in(self, first: i16) -> Self;
+    /// Lane 7.
+    fn last(self) -> i16;
+    /// 16 × luma for eight steps: `rows[k][i]` goes to lane `k` of step `i`.
+    fn transpose16(rows: &[[u8; 8]; LANES]) -> [Self; 8];
+    /// Lane `k` shifted right (logical) by `BYTE_SHIFT[k]`, low byte.
+    fn bytes(self) -> [u8; LANES];
+}
+
+/// [`Vector`] in plain Rust.
+#[derive(Clone, Copy)]
+struct Lanes([i16; LANES]);
+
+impl Lanes {
+    #[inline(always)]
+    fn map2(self, o: Lanes, f: impl Fn(i16, i16) -> i16) -> Self {
+        Lanes(std::array::from_fn(|k| f(self.0[k], o.0[k])))
+    }
+}
+
+impl Vector for Lanes {
+    #[inline(always)]
+    fn from_array(a: [i16; LANES]) -> Self {
+        Lanes(a)
+    }
+    #[inline(always)]
+    fn splat(v: i16) -> Self {
+        Lanes([v; LANES])
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        self.map2(o, i16::wrapping_add)
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        self.map2(o, i16::wrapping_sub)
+    }
+    #[inline(always)]
+    fn and(self, o: Self) -> Self {
+        self.map2(o, |a, b| a & b)
+    }
+    #[inline(always)]
+    fn and_not(self, o: Self) -> Self {
+        self.map2(o, |a, b| !a & b)
+    }
+    #[inline(always)]
+    fn shl<const N: i32>(self) -> Self {
+        self.map2(self, |a, _| a << N)
+    }
+    #[inline(always)]
+    fn sra<const N: i32>(self) -> Self {
+        self.map2(self, |a, _| a >> N)
+    }
+    #[inline(always)]
+    fn lt(self, o: Self) -> Self {
+        self.map2(o, |a, b| -i16::from(a < b))
+    }
+    #[inline(always)]
+    fn shift_in(self, first: i16) -> Self {
+        let mut r = [first; LANES];
+        r[1..].copy_from_slice(&self.0[..LANES - 1]);
+        Lanes(r)
+    }
+    #[inline(always)]
+    fn last(self) -> i16 {
+        self.0[LANES - 1]
+    }
+    #[inline(always)]
+    fn transpose16(rows: &[[u8; 8]; LANES]) -> [Self; 8] {
+        std::array::from_fn(|i| Lanes(std::array::from_fn(|k| i16::from(rows[k][i]) << 4)))
+    }
+    #[inline(always)]
+    fn bytes(self) -> [u8; LANES] {
+        std::array::from_fn(|k| (self.0[k] as u16 >> BYTE_SHIFT[k]) as u8)
+    }
+}
+
+/// Step `t` of [`FloydSteinberg::rows8`]: lane `k` dithers pixel `t - 2k` of row `k`.
+/// Byte `t / 8 - D[k]` of row `k` is complete after step `t ≡ 7 (mod 8)` and sits in the lane's
+/// bit accumulator (pixel `t - 2k` in bit 0) at bit `S[k] = 8 × D[k] - 2k`.
+const BYTE_LAG: [usize; LANES] = [0, 1, 1, 1, 1, 2, 2, 2];
+const BYTE_SHIFT: [u32; LANES] = [0, 6, 4, 2, 0, 6, 4, 2];
+
+/// The state of the vector wavefront: per lane, the errors of the last two pixels, what the last
+/// pixel's row diffuses into the row below (×16: 3, 5 and 1 sixteenths of the last three
+/// errors, for the pixel below the one before the last), and the last sixteen bits.
+#[derive(Clone, Copy)]
+struct Wave<V> {
+    e1: V,
+    e2: V,
+    pass: V,
+    bits: V,
+}
+
+impl<V: Vector> Wave<V> {
+    fn new() -> Self {
+        let z = V::splat(0);
+        Wave {
+            e1: z,
+            e2: z,
+            pass: z,
+            bits: z,
+        }
+    }
+
+    /// One step: `p16` is 16 × each lane's luma (0 for a virtual pixel), `b0` what the row above
+    /// the group diffuses into lane 0's pixel (×16), `inside` (with `MASK`) −1 for a lane whose
+    /// pixel is in the page and 0 for a virtual one (no error, white). Returns lane 7's `pass`,
+    /// the error (×16) for the pixel of the next group's row 0 below lane 7's previous pixel.
+    ///
+    /// Lane `k` takes from the row above the `pass` lane `k - 1` made one step earlier, for the
+    /// pixel `t - 2k` below its pixel `t - 2k + 1`.
+    #[inline(always)]
+    fn step<const MASK: bool>(&mut self, p16: V, b0: i16, inside: V) -> i16 {
+        let e1 = self.e1;
+        let above = self.pass.shift_in(b0);
+        let seven_e1 = e1.shl::<3>().sub(e1);
+        let v = p16.add(above).add(seven_e1).sra::<4>();
+        let mut black = v.lt(V::splat(128));
+        let mut e = v.sub(black.and_not(V::splat(255)));
+        if MASK {
+            black = black.and(inside);
+            e = e.and(inside);
+        }
+        // 3 e + 5 e1 + e2
+        let three_e = e.shl::<1>().add(e);
+        let five_e1 = e1.shl::<2>().add(e1);
+        self.pass = three_e.add(five_e1).add(self.e2);
+        self.e2 = e1;
+        self.e1 = e;
+        self.bits = self.bits.add(self.bits).sub(black);
+        self.pass.last()
+    }
+
+    /// After step `8m + 7`: store byte `m - BYTE_LAG[k]` of every row `k` (those in the rows).
+    #[inline(always)]
+    fn store(&self, m: usize, out: &mut [&mut [u8]; LANES]) {
+        let bytes = self.bits.bytes();
+        for k in 0..LANES {
+            if let Some(o) = m.checked_sub(BYTE_LAG[k]).and_then(|j| out[k].get_mut(j)) {
+                *o = bytes[k];
+            }
+        }
+    }
+
+    /// Eight steps `t0..t0 + 8` with every lane inside the page: `rows[k]` row `k`'s pixels
+    /// `t0 - 2k..t0 - 2k + 8`, `bl` `below[t0 - 15..t0 + 8]` (lane 0 reads `below[t]`, lane 7's
+    /// error goes to `below[t - 15]`).
+    #[inline(always)]
+    fn chunk(&mut self, rows: &[[u8; 8]; LANES], bl: &mut [i32; 23]) {
+        let p16 = V::transpose16(rows);
+        let none = V::splat(0);
+        for i in 0..8 {
+            bl[i] = i32::from(self.step::<false>(p16[i], bl[15 + i] as i16, none));
+        }
+    }
+
+    /// One step `t` at the rows' ends, every access checked.
+    fn step_checked(&mut self, t: usize, below: &mut [i32], src: &[&[u8]; LANES]) {
+        let w = below.len();
+        let mut p16 = [0; LANES];
+        let mut inside = [0; LANES];
+        for k in 0..LANES {
+            let x = t.wrapping_sub(2 * k);
+            if x < w {
+                if let Some(&p) = src[k].get(x) {
+                    p16[k] = i16::from(p) << 4;
+                    inside[k] = -1;
+                }
+            }
+        }
+        let b0 = below.get(t).map_or(0, |&b| b as i16);
+        let pass = self.step::<true>(V::from_array(p16), b0, V::from_array(inside));
+        if let Some(b) = t.checked_sub(15).and_then(|x| below.get_mut(x)) {
+            *b = i32::from(pass);
+        }
+    }
+}
+
+impl FloydSteinberg {
+    /// [`FloydSteinberg::rows`] for eight rows as a vector wavefront: row `k` runs two pixels
+    /// behind row `k - 1`, so pixel `x` of row `k` needs from the row above only the errors of
+    /// pixels up to `x + 1`, done a step earlier, and all eight rows advance in lockstep, one
+    /// `i16` lane each ([`Wave::step`]). The same bits as [`FloydSteinberg::rows`].
+    pub(crate) fn rows8(&mut self, src: [&[u8]; LANES], out: [&mut [u8]; LANES]) {
+        self.rows8_with::<Lanes>(src, out);
+    }
+
+    /// [`FloydSteinberg::rows8`] on vectors `V`. Step `t` dithers pixel `t - 2k` of row `k`;
+    /// steps run eight at a time: with every lane inside the page, the eight rows' eight pixels
+    /// are read whole and transposed ([`Wave::chunk`]); at the row ends every access is checked
+    /// and pixels outside `0..width` are virtual ([`Wave::step_checked`]).
+    #[inline(always)]
+    fn rows8_with<V: Vector>(&mut self, src: [&[u8]; LANES], out: [&mut [u8]; LANES]) {
+        let mut w = self.below.len();
+        for k in 0..LANES {
+            w = w.min(src[k].len()).min(out[k].len() * 8);
+        }
+        let stride = w.div_ceil(8);
+        let below = &mut self.below[..w];
+        let mut out = out.map(|o| &mut o[..stride]);
+        let mut wave = Wave::<V>::new();
+        // Row 7's last pixel is done at step w + 13, its last error below at w + 14, its last
+        // byte stored after step 8 × (stride - 1 + 2) + 7.
+        for m in 0..stride + 2 {
+            let t0 = 8 * m;
+            let mut rows = [[0u8; 8]; LANES];
+            let mut fast = t0 >= 16 && t0 + 8 <= w;
+            if fast {
+                for k in 0..LANES {
+                    match src[k].get(t0 - 2 * k..t0 + 8 - 2 * k) {
+                        Some(s) => rows[k].copy_from_slice(s),
+                        None => fast = false,
+                    }
+                }
+            }
+            let bl = fast.then(|| below.get_mut(t0 - 15..t0 + 8)).flatten();
+            if let Some(Ok(bl)) = bl.map(<&mut [i32; 23]>::try_from) {
+                wave.chunk(&rows, bl);
+            } else {
+                for t in t0..t0 + 8 {
+                    wave.step_checked(t, below, &src);
+                }
+            }
+            wave.store(m, &mut out);
+        }
+    }
+}
+
 /// The reference per-pixel Floyd–Steinberg (two error rows), kept to cross-check
 /// [`FloydSteinberg`] in tests.
 #[cfg(test)]
@@ -530,5 +802,50 @@ mod tests {
                 "{w}x{h}"
             );
         }
+    }
+
+    /// Random gray pages through every path ([`gray_to_bilevel`]: groups of eight rows on the
+    /// vector wavefront, the rest on the scalar one) against the reference.
+    #[test]
+    fn vector_wavefront_matches_the_reference() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let heights = [1, 2, 3, 7, 8, 9, 15, 16, 17, 19, 20, 23, 25, 33];
+        for i in 0..400 {
+            let w = if i < 360 { rng.u32(1..71) } else { 1728 };
+            let h = if i % 2 == 0 {
+                rng.u32(1..21)
+            } else {
+                heights[rng.usize(..heights.len())]
+            };
+            let mode = rng.u8(..3);
+            let luma: Vec<u8> = (0..w * h)
+                .map(|j| match mode {
+                    0 => rng.u8(..),
+                    1 => (j * 37 % 256) as u8,
+                    _ => [0, 127, 128, 255][rng.usize(..4)],
+                })
+                .collect();
+            assert_eq!(
+                gray_to_bilevel(&luma, w, h, Bilevel::FloydSteinberg),
+                floyd_steinberg_reference(&luma, w, h),
+                "{w}x{h} mode {mode}"
+            );
+        }
+    }
+
+    /// The benchmark's dithered photo page, when the benchmark data is present.
+    #[test]
+    fn vector_wavefront_matches_the_reference_on_a_photo_page() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../benchdata/bench/data/pages/p010.png");
+        let Ok(png) = std::fs::read(path) else {
+            println!("skipped: no benchmark page p010.png next to the repository");
+            return;
+        };
+        let img = image::load_from_memory_with_format(&png, ImageFormat::Png)
+            .unwrap()
+            .into_luma8();
+        let (w, h) = img.dimensions();
+        let fs = read_raster(&png, &Limits::default(), Bilevel::FloydSteinberg).unwrap();
+        assert_eq!(fs.data, floyd_steinberg_reference(img.as_raw(), w, h));
     }
 }
