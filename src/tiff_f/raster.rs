@@ -246,7 +246,10 @@ fn dither_group(fs: &mut FloydSteinberg, luma: &[u8], out: &mut [u8], w: usize, 
                 2
             }
             _ => {
-                fs.rows::<1>([s.next().unwrap_or_default()], [d.next().unwrap_or_default()]);
+                fs.rows::<1>(
+                    [s.next().unwrap_or_default()],
+                    [d.next().unwrap_or_default()],
+                );
                 1
             }
         };
@@ -833,14 +836,11 @@ mod tests {
         }
     }
 
-    /// The benchmark's dithered photo page, when the benchmark data is present.
+    /// A real scan (the project's PNG fixture): the vector path against the reference.
     #[test]
-    fn vector_wavefront_matches_the_reference_on_a_photo_page() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../benchdata/bench/data/pages/p010.png");
-        let Ok(png) = std::fs::read(path) else {
-            println!("skipped: no benchmark page p010.png next to the repository");
-            return;
-        };
+    fn vector_wavefront_matches_the_reference_on_a_scan() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/scan-page.png");
+        let png = std::fs::read(path).unwrap();
         let img = image::load_from_memory_with_format(&png, ImageFormat::Png)
             .unwrap()
             .into_luma8();
