@@ -459,6 +459,12 @@ fn yaml_error(e: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
         serde_saphyr::Error::SerdeMissingField { field, .. } => field.to_string(),
         _ => key_on_line(text, line).unwrap_or_else(|| "-".into()),
     };
+    if let Some(misplaced) = misindented_key(&message, text, line) {
+        return ConfigError {
+            file: file.to_string(),
+            ..misplaced
+        };
+    }
     ConfigError {
         file: file.to_string(),
         line,
@@ -466,6 +472,41 @@ fn yaml_error(e: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
         key,
         message,
     }
+}
+
+/// For "missing field `X`" at 1-based `line`: a key `X` written elsewhere at an indentation
+/// other than that of the key on `line` — a key that drifted out of its mapping (YAML 1.2
+/// §6.1: the keys of one block mapping start in the same column). The error then names that
+/// line and key. `None` when the field is not in the text or is not the only such key.
+fn misindented_key(message: &str, text: &str, line: u64) -> Option<ConfigError> {
+    let field = message.strip_prefix("missing field `")?.split('`').next()?;
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let at = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let expected = indent(at);
+    let mut found = text.lines().enumerate().filter(|(_, l)| {
+        l.trim_start()
+            .strip_prefix(field)
+            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            && indent(l) != expected
+    });
+    let (n, l) = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    Some(ConfigError {
+        file: String::new(),
+        line: n as u64 + 1,
+        column: indent(l) as u64 + 1,
+        key: field.to_string(),
+        message: format!(
+            "not inside its mapping: it starts in column {}, the mapping's keys in column {} \
+             (line {line}); keys of one mapping must start in the same column",
+            indent(l) + 1,
+            expected + 1
+        ),
+    })
 }
 
 /// The mapping key written on 1-based `line`, if any (`  - name: x` → `name`).
@@ -1196,6 +1237,27 @@ mod tests {
             .unwrap() as u64
             + 1;
         assert_eq!(e.line, line, "{e}");
+    }
+
+    /// A key indented one column less than the key before it: the error names that key and
+    /// its line, not the field the parser then misses.
+    #[test]
+    fn misindented_key_is_named() {
+        let bad = SHIPPED_CONFIG.replacen("  hostname:", "   hostname:", 1);
+        assert_ne!(bad, SHIPPED_CONFIG);
+        let errs = Config::parse(&bad, "g.yaml", Path::new("")).unwrap_err();
+        let e = &errs.0[0];
+        let want = bad
+            .lines()
+            .position(|l| l.starts_with("  domain:"))
+            .unwrap() as u64
+            + 1;
+        assert_eq!(
+            (e.key.as_str(), e.line, e.column),
+            ("domain", want, 3),
+            "{e}"
+        );
+        assert!(e.message.contains("column 4"), "{e}");
     }
 
     #[test]
