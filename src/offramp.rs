@@ -66,11 +66,7 @@ pub fn classify(shared: &Shared, address: &str) -> Result<Destination, Reply> {
     // number before it would be dialled without what the sender asked for).
     let mut parts = number.split('/');
     let number = parts.next().unwrap_or("");
-    let qualifiers_ok = parts.all(|q| {
-        q.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("T33S="))
-            && q.len() > 5
-            && q[5..].bytes().all(|b| b.is_ascii_digit())
-    });
+    let qualifiers_ok = parts.all(|q| t33_qualifier(q).is_some());
     if !qualifiers_ok {
         return Err(Reply::new(
             550,
@@ -105,12 +101,18 @@ pub fn t33_subaddress(address: &str) -> Option<String> {
     local
         .split('/')
         .skip(1)
-        .find_map(|q| {
-            q.get(..5)
-                .filter(|p| p.eq_ignore_ascii_case("T33S="))
-                .map(|_| q[5..].to_string())
-        })
-        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .find_map(t33_qualifier)
+        .map(str::to_string)
+}
+
+/// The digits of one RFC 3192 §3 qualifier `T33S=digits` (case-insensitive tag, at least one
+/// digit); `None` for anything else.
+fn t33_qualifier(q: &str) -> Option<&str> {
+    let digits = q
+        .get(..5)
+        .filter(|p| p.eq_ignore_ascii_case("T33S="))
+        .map(|_| &q[5..])?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
 }
 
 #[cfg(test)]
