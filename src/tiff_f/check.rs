@@ -174,10 +174,29 @@ pub fn check(bytes: &[u8], limits: &Limits) -> Result<Conformance, ImageError> {
             damaged_rows: 0,
         });
     }
-    // Decode the image data (bilevel pages only; other pages have problems already).
-    match read::read_tiff(bytes, limits, Bilevel::default()) {
-        Ok(decoded) => {
-            for (i, d) in decoded.iter().enumerate() {
+    // Decode the image data (bilevel pages only; other pages have problems already), one page
+    // at a time in one reused buffer; a page that cannot be read does not stop the others.
+    let unreadable = |page: Option<usize>, e: ImageError, problems: &mut Vec<Problem>| {
+        problems.push(Problem {
+            page,
+            tag: None,
+            profiles: Profiles::Both,
+            section: "TIFF 6.0 §3",
+            message: format!("image data cannot be read: {e}"),
+        });
+    };
+    match read::TiffPages::new(bytes, limits) {
+        Ok(reader) => {
+            let mut buf = Vec::new();
+            for i in 0..reader.len().min(pages.len()) {
+                let d = match reader.page(i, limits, Bilevel::default(), std::mem::take(&mut buf)) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        pages[i].damaged_rows = pages[i].height;
+                        unreadable(Some(i + 1), e, &mut problems);
+                        continue;
+                    }
+                };
                 pages[i].damaged_rows = u64::from(d.damaged_rows);
                 if let Some(e) = &d.damage {
                     let (section, what) = match d.source_encoding {
@@ -196,28 +215,10 @@ pub fn check(bytes: &[u8], limits: &Limits) -> Result<Conformance, ImageError> {
                         ),
                     });
                 }
+                buf = d.bitmap.data;
             }
         }
-        Err(e) => {
-            // Name the page when the reader did.
-            let msg = e.to_string();
-            let page = msg
-                .split("page ")
-                .nth(1)
-                .and_then(|r| r.split(':').next())
-                .and_then(|n| n.trim().parse::<usize>().ok())
-                .filter(|&p| p >= 1 && p <= pages.len());
-            if let Some(p) = page {
-                pages[p - 1].damaged_rows = pages[p - 1].height;
-            }
-            problems.push(Problem {
-                page,
-                tag: None,
-                profiles: Profiles::Both,
-                section: "TIFF 6.0 §3",
-                message: format!("image data cannot be read: {e}"),
-            });
-        }
+        Err(e) => unreadable(None, e, &mut problems),
     }
     problems.sort_by_key(|p| p.page.unwrap_or(0));
     for p in &problems {

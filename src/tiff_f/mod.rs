@@ -13,7 +13,7 @@
 use thiserror::Error;
 
 mod bits;
-mod ccitt;
+pub mod ccitt;
 mod check;
 mod mh;
 mod normalize;
@@ -213,17 +213,8 @@ pub fn read_pages_report(
     bilevel: Bilevel,
 ) -> Result<Vec<DecodedPage>, ImageError> {
     if read::is_tiff(bytes) {
-        let pages = read::read_tiff(bytes, limits, bilevel)?;
-        for (i, p) in pages.iter().enumerate() {
-            if p.damaged_rows == p.bitmap.height {
-                return Err(ImageError::Corrupt(format!(
-                    "page {}: no row decodes: {}",
-                    i + 1,
-                    p.damage.as_deref().unwrap_or("no image data")
-                )));
-            }
-        }
-        Ok(pages)
+        let reader = PageReader::new(bytes, limits, bilevel)?;
+        (0..reader.len()).map(|i| reader.page(i)).collect()
     } else {
         raster::read_raster(bytes, limits, bilevel).map(|bitmap| {
             vec![DecodedPage {
@@ -233,6 +224,76 @@ pub fn read_pages_report(
                 source_encoding: None,
             }]
         })
+    }
+}
+
+/// The pages of one TIFF file, decoded one at a time and in any order: a reader of a long fax
+/// holds one page (about 0.5 MB for A4 at 204×196 dpi) instead of all of them, and can reuse that
+/// page's buffer for the next ([`PageReader::page_into`]). Pages are independent (TIFF 6.0 §2:
+/// each image file directory describes its own strips), so threads may decode different pages of
+/// one reader at once. Decoding is as [`read_pages_report`] describes.
+pub struct PageReader<'a> {
+    pages: read::TiffPages<'a>,
+    limits: Limits,
+    bilevel: Bilevel,
+}
+
+impl<'a> PageReader<'a> {
+    /// Walk the image file directories of `bytes` (nothing is decoded yet). Gray and colour pages
+    /// will be made bilevel by `bilevel`.
+    ///
+    /// Errors: [`ImageError::Unsupported`] when `bytes` is not a TIFF file;
+    /// [`ImageError::Corrupt`] for a truncated header, a broken or looping directory chain, or no
+    /// directory at all; [`ImageError::Limit`] for more than `limits.max_pages` directories.
+    pub fn new(bytes: &'a [u8], limits: &Limits, bilevel: Bilevel) -> Result<Self, ImageError> {
+        Ok(PageReader {
+            pages: read::TiffPages::new(bytes, limits)?,
+            limits: *limits,
+            bilevel,
+        })
+    }
+
+    /// Number of pages (at least 1).
+    pub fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Always false: a TIFF file has at least one page ([`PageReader::new`] refuses one without).
+    pub fn is_empty(&self) -> bool {
+        self.pages.len() == 0
+    }
+
+    /// Page `index` (0-based) in a new buffer. Errors: as [`PageReader::page_into`].
+    pub fn page(&self, index: usize) -> Result<DecodedPage, ImageError> {
+        self.page_into(index, Vec::new())
+    }
+
+    /// Page `index` (0-based), decoded into `buffer`'s allocation: hand back the previous page's
+    /// `bitmap.data` and a page of the same size or smaller needs no new memory. The buffer's
+    /// content does not matter.
+    ///
+    /// Errors, each message starting `page N: `: [`ImageError::Limit`] when the page exceeds
+    /// `limits.max_pixels_per_page` (checked before allocating); [`ImageError::Unsupported`] for a
+    /// layout or compression we do not read; [`ImageError::Corrupt`] for broken tags, an index
+    /// past the last page, or a page of which no row decodes (a page with some rows decoded is
+    /// returned with [`DecodedPage::damaged_rows`] and [`DecodedPage::damage`]).
+    pub fn page_into(&self, index: usize, buffer: Vec<u8>) -> Result<DecodedPage, ImageError> {
+        self.page_unnamed(index, buffer)
+            .map_err(|e| read::name_page(index + 1, e))
+    }
+
+    /// [`PageReader::page_into`] with errors that do not name the page.
+    fn page_unnamed(&self, index: usize, buffer: Vec<u8>) -> Result<DecodedPage, ImageError> {
+        let p = self
+            .pages
+            .page_unnamed(index, &self.limits, self.bilevel, buffer)?;
+        if p.damaged_rows == p.bitmap.height {
+            return Err(ImageError::Corrupt(format!(
+                "no row decodes: {}",
+                p.damage.as_deref().unwrap_or("no image data")
+            )));
+        }
+        Ok(p)
     }
 }
 
@@ -379,16 +440,7 @@ pub fn convert_with_progress(
         }
         let mut pages = Vec::with_capacity(decoded.len());
         for (i, p) in decoded.into_iter().enumerate() {
-            let decoded_rows = p.bitmap.height - p.damaged_rows;
-            if let Some(e) = &p.damage {
-                if u64::from(decoded_rows) * 2 < u64::from(p.bitmap.height) {
-                    return Err(ImageError::Corrupt(format!(
-                        "page {}: {e}; only {decoded_rows} of {} rows decoded",
-                        i + 1,
-                        p.bitmap.height
-                    )));
-                }
-            }
+            half_decoded(&p).map_err(|e| read::name_page(i + 1, e))?;
             pages.push((p.bitmap, p.source_encoding));
         }
         Ok(pages)
@@ -418,9 +470,22 @@ pub fn convert_with_progress(
     // One input (a multi-page TIFF): its pages over all cores. Several inputs (attachments,
     // scans): the inputs over all cores, each decoded and finished page by page.
     type Done = Result<(Bitmap, write::Strip), ImageError>;
-    let results: Vec<Done> = if inputs.len() == 1 {
-        let pages = read_one(inputs[0])?;
-        par_map(&pages, one, &finish)
+    let results: Vec<Done> = if let [input] = inputs {
+        if read::is_tiff(input) {
+            // Each worker decodes, normalises and compresses its own pages: memory holds one
+            // page per worker, and decoding runs on every core too.
+            let reader = PageReader::new(input, limits, opts.bilevel)?;
+            let indices: Vec<usize> = (0..reader.len()).collect();
+            let page = |&i: &usize| -> Done {
+                let p = reader.page_unnamed(i, Vec::new())?;
+                half_decoded(&p)?;
+                one(&(p.bitmap, p.source_encoding))
+            };
+            par_map(&indices, page, &finish)
+        } else {
+            let pages = read_one(input)?;
+            par_map(&pages, one, &finish)
+        }
     } else {
         let per_input = |input: &&[u8]| -> Result<Vec<Done>, ImageError> {
             Ok(read_one(input)?
@@ -445,15 +510,23 @@ pub fn convert_with_progress(
     let mut out_pages = Vec::with_capacity(results.len());
     let mut strips = Vec::with_capacity(results.len());
     for (i, r) in results.into_iter().enumerate() {
-        let (page, strip) = r.map_err(|e| match e {
-            ImageError::Corrupt(m) => ImageError::Corrupt(format!("page {}: {m}", i + 1)),
-            ImageError::Unsupported(m) => ImageError::Unsupported(format!("page {}: {m}", i + 1)),
-            ImageError::Limit(m) => ImageError::Limit(format!("page {}: {m}", i + 1)),
-        })?;
+        let (page, strip) = r.map_err(|e| read::name_page(i + 1, e))?;
         out_pages.push(page);
         strips.push(strip);
     }
     write::assemble(&out_pages, strips, opts)
+}
+
+/// Errors (not naming the page) when less than half of `p`'s rows decoded: such a page is
+/// refused rather than sent mostly white.
+fn half_decoded(p: &DecodedPage) -> Result<(), ImageError> {
+    let decoded = p.bitmap.height - p.damaged_rows;
+    match &p.damage {
+        Some(e) if u64::from(decoded) * 2 < u64::from(p.bitmap.height) => Err(ImageError::Corrupt(
+            format!("{e}; only {decoded} of {} rows decoded", p.bitmap.height),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `f` over `items` on up to `available_parallelism()` scoped threads, results in input order;

@@ -182,20 +182,73 @@ pub(crate) fn read_tiff(
     limits: &Limits,
     bilevel: Bilevel,
 ) -> Result<Vec<DecodedPage>, ImageError> {
-    let f = File {
-        b,
-        le: b[0] == b'I',
-    };
-    let mut pages = Vec::new();
-    for (i, ifd) in ifds(b, limits)?.iter().enumerate() {
-        let n = i + 1;
-        pages.push(read_page(&f, ifd, limits, bilevel).map_err(|e| match e {
-            ImageError::Corrupt(m) => ImageError::Corrupt(format!("page {n}: {m}")),
-            ImageError::Unsupported(m) => ImageError::Unsupported(format!("page {n}: {m}")),
-            ImageError::Limit(m) => ImageError::Limit(format!("page {n}: {m}")),
-        })?);
+    let pages = TiffPages::new(b, limits)?;
+    (0..pages.len())
+        .map(|i| pages.page(i, limits, bilevel, Vec::new()))
+        .collect()
+}
+
+/// A TIFF file's image directories, each page decoded on request ([`TiffPages::page`]), so a
+/// reader holds one page at a time (or one per worker) instead of the whole file's.
+pub(crate) struct TiffPages<'a> {
+    f: File<'a>,
+    ifds: Vec<Ifd>,
+}
+
+impl<'a> TiffPages<'a> {
+    /// The directories of `b` ([`ifds`]: at most `limits.max_pages`, at least one).
+    pub(crate) fn new(b: &'a [u8], limits: &Limits) -> Result<Self, ImageError> {
+        let ifds = ifds(b, limits)?;
+        Ok(TiffPages {
+            f: File {
+                b,
+                le: b[0] == b'I',
+            },
+            ifds,
+        })
     }
-    Ok(pages)
+
+    /// Number of pages (directories).
+    pub(crate) fn len(&self) -> usize {
+        self.ifds.len()
+    }
+
+    /// Page `i` (from 0) decoded into `buf`'s allocation (any content; a buffer of the page's size
+    /// or more is reused as it is, without allocating). Errors name the page (`page N: …`).
+    pub(crate) fn page(
+        &self,
+        i: usize,
+        limits: &Limits,
+        bilevel: Bilevel,
+        buf: Vec<u8>,
+    ) -> Result<DecodedPage, ImageError> {
+        self.page_unnamed(i, limits, bilevel, buf)
+            .map_err(|e| name_page(i + 1, e))
+    }
+
+    /// [`TiffPages::page`] with errors that do not name the page.
+    pub(crate) fn page_unnamed(
+        &self,
+        i: usize,
+        limits: &Limits,
+        bilevel: Bilevel,
+        buf: Vec<u8>,
+    ) -> Result<DecodedPage, ImageError> {
+        let ifd = self
+            .ifds
+            .get(i)
+            .ok_or_else(|| corrupt(format!("no such page, the file has {}", self.ifds.len())))?;
+        read_page(&self.f, ifd, limits, bilevel, buf)
+    }
+}
+
+/// `e` with `page n: ` in front of its message.
+pub(crate) fn name_page(n: usize, e: ImageError) -> ImageError {
+    match e {
+        ImageError::Corrupt(m) => ImageError::Corrupt(format!("page {n}: {m}")),
+        ImageError::Unsupported(m) => ImageError::Unsupported(format!("page {n}: {m}")),
+        ImageError::Limit(m) => ImageError::Limit(format!("page {n}: {m}")),
+    }
 }
 
 /// (x, y) resolution in dpi; ResolutionUnit 3 (centimetre) is converted, unit 1 or absent values
@@ -250,6 +303,7 @@ fn read_page(
     ifd: &Ifd,
     limits: &Limits,
     bilevel: Bilevel,
+    buf: Vec<u8>,
 ) -> Result<DecodedPage, ImageError> {
     let width = ifd.int(256).ok_or_else(|| corrupt("no ImageWidth"))?;
     let height = ifd.int(257).ok_or_else(|| corrupt("no ImageLength"))?;
@@ -364,28 +418,26 @@ fn read_page(
         .unwrap_or(u64::from(height))
         .clamp(1, u64::from(height)) as u32;
     let reverse = ifd.int(266) == Some(2);
-    let mut data = vec![0u8; size];
+    // The strip decoders write into zeroed rows (a fresh buffer comes zeroed from the allocator).
+    let mut data = if buf.capacity() >= size {
+        let mut data = buf;
+        data.clear();
+        data.resize(size, 0);
+        data
+    } else {
+        vec![0u8; size]
+    };
     let mut decoded = 0u32;
     let mut first_error = None;
     let mut strip = Vec::new();
-    for (i, (&off, &cnt)) in offsets.iter().zip(&counts).enumerate() {
+    for i in 0..offsets.len().min(counts.len()) {
         let row0 = (i as u64) * u64::from(rps);
         if row0 >= u64::from(height) {
             break;
         }
         let row0 = row0 as u32;
         let rows = rps.min(height - row0);
-        // A strip cut short by the end of the file decodes what is there.
-        let start = usize::try_from(off).unwrap_or(usize::MAX).min(f.b.len());
-        let end = start
-            .saturating_add(usize::try_from(cnt).unwrap_or(usize::MAX))
-            .min(f.b.len());
-        let mut input = &f.b[start..end];
-        if reverse {
-            strip.clear();
-            strip.extend(input.iter().map(|b| b.reverse_bits()));
-            input = &strip;
-        }
+        let input = strip_input(f.b, offsets[i], counts[i], reverse, &mut strip);
         let out = &mut data[row0 as usize * row_bytes..(row0 + rows) as usize * row_bytes];
         let (got, err) = match codec {
             Codec::Raw => raw_strip(input, out, &geo),
@@ -456,6 +508,28 @@ fn read_page(
         damage,
         source_encoding: source,
     })
+}
+
+/// The bytes of the strip at `off`, `cnt` octets long, in `b`: a strip cut short by the end of the
+/// file gives what is there. With `reverse` (FillOrder 2, TIFF 6.0 §8) the bits of each octet are
+/// reversed into `buf`.
+fn strip_input<'x>(
+    b: &'x [u8],
+    off: u64,
+    cnt: u64,
+    reverse: bool,
+    buf: &'x mut Vec<u8>,
+) -> &'x [u8] {
+    let start = usize::try_from(off).unwrap_or(usize::MAX).min(b.len());
+    let end = start
+        .saturating_add(usize::try_from(cnt).unwrap_or(usize::MAX))
+        .min(b.len());
+    if !reverse {
+        return &b[start..end];
+    }
+    buf.clear();
+    buf.extend(b[start..end].iter().map(|b| b.reverse_bits()));
+    buf
 }
 
 pub(crate) fn ccitt(

@@ -487,3 +487,75 @@ fn fast_ccitt_decoder_matches_the_general_one_on_dithered_pages() {
         }
     }
 }
+
+#[test]
+fn page_reader_gives_the_same_pages_in_any_order_through_a_dirty_buffer() {
+    let mut rng = fastrand::Rng::with_seed(2_000);
+    // Pages of different sizes, so a reused buffer is sometimes larger than the page.
+    let pages: Vec<Bitmap> = [(1728, 300), (2048, 40), (1728, 700), (2432, 5)]
+        .into_iter()
+        .map(|(width, height)| Bitmap {
+            width,
+            height,
+            x_dpi: 204,
+            y_dpi: 196,
+            data: texty_page(&mut rng, width, height),
+        })
+        .collect();
+    // Uncompressed rows that stop after 30 of 80: the missing rows must come out white.
+    let short = one_strip_tiff(
+        &[(256, 1728), (257, 80), (259, 1), (262, 0)],
+        &[0x0F; 216 * 30],
+    );
+    let mut files = vec![FAX.to_vec(), short];
+    for encoding in [Encoding::Mh, Encoding::Mr, Encoding::Mmr] {
+        let opts = WriteOptions {
+            encoding,
+            ..WriteOptions::default()
+        };
+        let tiff = write_tiff_f(&pages, &opts).unwrap();
+        let reader = PageReader::new(&tiff.bytes, &Limits::default(), Bilevel::default()).unwrap();
+        for (i, want) in pages.iter().enumerate() {
+            assert!(
+                &reader.page(i).unwrap().bitmap == want,
+                "{encoding:?} page {i} differs"
+            );
+        }
+        // A damaged copy: zero octets (no T.4/T.6 code word is all zeros) in the first strip.
+        let mut damaged = tiff.bytes.clone();
+        let strip = read::ifds(&damaged, &Limits::default()).unwrap()[0]
+            .int(273)
+            .unwrap() as usize;
+        damaged[strip + 200..strip + 264].fill(0);
+        files.push(tiff.bytes);
+        files.push(damaged);
+    }
+    let mut saw_damage = false;
+    for file in &files {
+        let reader = PageReader::new(file, &Limits::default(), Bilevel::default()).unwrap();
+        let fresh: Vec<_> = (0..reader.len()).map(|i| reader.page(i)).collect();
+        let mut buf = vec![0xFF; 1 << 20];
+        for i in (0..reader.len()).rev().chain(0..reader.len()) {
+            match reader.page_into(i, std::mem::take(&mut buf)) {
+                Ok(p) => {
+                    // Not assert_eq: a page's Debug is half a megabyte of octets.
+                    assert!(Some(&p) == fresh[i].as_ref().ok(), "page {i} differs");
+                    saw_damage |= p.damaged_rows > 0;
+                    buf = p.bitmap.data;
+                    buf.fill(0xFF);
+                }
+                Err(e) => {
+                    let want = fresh[i].as_ref().map(|_| ()).map_err(|e| e.to_string());
+                    assert_eq!(Err(e.to_string()), want, "page {i}");
+                }
+            }
+        }
+        let past = reader.page(reader.len()).unwrap_err().to_string();
+        let n = reader.len();
+        assert!(
+            past.contains(&format!("page {}: no such page, the file has {n}", n + 1)),
+            "{past}"
+        );
+    }
+    assert!(saw_damage, "the damaged files decode with damaged rows");
+}
