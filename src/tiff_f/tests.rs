@@ -521,16 +521,16 @@ fn page_reader_gives_the_same_pages_in_any_order_through_a_dirty_buffer() {
                 "{encoding:?} page {i} differs"
             );
         }
-        // A damaged copy: zero octets (no T.4/T.6 code word is all zeros) in the first strip.
+        // A damaged copy: the first page's strip cut to a third (StripByteCounts).
         let mut damaged = tiff.bytes.clone();
-        let strip = read::ifds(&damaged, &Limits::default()).unwrap()[0]
-            .int(273)
-            .unwrap() as usize;
-        damaged[strip + 200..strip + 264].fill(0);
+        let count = read::ifds(&damaged, &Limits::default()).unwrap()[0]
+            .int(279)
+            .unwrap();
+        patch_tag(&mut damaged, 0, 279, (count / 3) as u32);
         files.push(tiff.bytes);
         files.push(damaged);
     }
-    let mut saw_damage = false;
+    let mut saw_damage = 0;
     for file in &files {
         let reader = PageReader::new(file, &Limits::default(), Bilevel::default()).unwrap();
         let fresh: Vec<_> = (0..reader.len()).map(|i| reader.page(i)).collect();
@@ -540,7 +540,7 @@ fn page_reader_gives_the_same_pages_in_any_order_through_a_dirty_buffer() {
                 Ok(p) => {
                     // Not assert_eq: a page's Debug is half a megabyte of octets.
                     assert!(Some(&p) == fresh[i].as_ref().ok(), "page {i} differs");
-                    saw_damage |= p.damaged_rows > 0;
+                    saw_damage += usize::from(i == 0 && p.damaged_rows > 0);
                     buf = p.bitmap.data;
                     buf.fill(0xFF);
                 }
@@ -557,5 +557,83 @@ fn page_reader_gives_the_same_pages_in_any_order_through_a_dirty_buffer() {
             "{past}"
         );
     }
-    assert!(saw_damage, "the damaged files decode with damaged rows");
+    // The first page of the short uncompressed file and of the three cut files, each read twice.
+    assert_eq!(saw_damage, 8, "the damaged pages decode with damaged rows");
+}
+
+/// Set the value of `tag` (a SHORT or LONG held in the entry) in image file directory `index` of
+/// a TIFF file (TIFF 6.0 §2: header, then a chain of directories of 12-octet entries).
+fn patch_tag(b: &mut [u8], index: usize, tag: u16, value: u32) {
+    let le = b[0] == b'I';
+    let u16_at = |b: &[u8], at: usize| {
+        let x = [b[at], b[at + 1]];
+        if le {
+            u16::from_le_bytes(x)
+        } else {
+            u16::from_be_bytes(x)
+        }
+    };
+    let u32_at = |b: &[u8], at: usize| {
+        let x = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        if le {
+            u32::from_le_bytes(x)
+        } else {
+            u32::from_be_bytes(x)
+        }
+    };
+    let mut ifd = u32_at(b, 4) as usize;
+    for _ in 0..index {
+        ifd = u32_at(b, ifd + 2 + 12 * usize::from(u16_at(b, ifd))) as usize;
+    }
+    for e in (0..usize::from(u16_at(b, ifd))).map(|i| ifd + 2 + 12 * i) {
+        if u16_at(b, e) == tag {
+            let value = match (u16_at(b, e + 2), le) {
+                (3, true) => (value as u16).to_le_bytes().to_vec(),
+                (3, false) => (value as u16).to_be_bytes().to_vec(),
+                (_, true) => value.to_le_bytes().to_vec(),
+                (_, false) => value.to_be_bytes().to_vec(),
+            };
+            b[e + 8..e + 8 + value.len()].copy_from_slice(&value);
+            return;
+        }
+    }
+    panic!("no tag {tag} in directory {index}");
+}
+
+#[test]
+fn check_goes_on_past_a_page_it_cannot_read() {
+    let mut rng = fastrand::Rng::with_seed(3949);
+    let pages: Vec<Bitmap> = (0..3)
+        .map(|_| Bitmap {
+            width: 1728,
+            height: 200,
+            x_dpi: 204,
+            y_dpi: 196,
+            data: texty_page(&mut rng, 1728, 200),
+        })
+        .collect();
+    let opts = WriteOptions {
+        encoding: Encoding::Mmr,
+        ..WriteOptions::default()
+    };
+    let mut b = write_tiff_f(&pages, &opts).unwrap().bytes;
+    // Page 2 in a compression we do not read (32946, Deflate), page 3's strip cut to a third.
+    patch_tag(&mut b, 1, 259, 32946);
+    let count = read::ifds(&b, &Limits::default()).unwrap()[2]
+        .int(279)
+        .unwrap();
+    patch_tag(&mut b, 2, 279, (count / 3) as u32);
+    let c = check(&b, &Limits::default()).unwrap();
+    let text = c.to_string();
+    assert!(
+        text.contains("page 2: TIFF 6.0 §3: image data cannot be read"),
+        "{text}"
+    );
+    assert!(
+        text.contains("page 3: ITU-T T.6 §2: T.6 data damaged"),
+        "{text}"
+    );
+    assert_eq!(c.pages[0].damaged_rows, 0);
+    assert_eq!(c.pages[1].damaged_rows, 200);
+    assert!((1..200).contains(&c.pages[2].damaged_rows), "{text}");
 }
