@@ -245,13 +245,20 @@ fn main() {
             break;
         }
         let dst = o.join("ours.tif");
+        // Page by page through one buffer, each page compressed as it is read, as tiffcp does.
         let mut ours_f = || {
-            let mut pages = Vec::new();
+            let mut out = tiff_f::TiffFWriter::new(&opts);
+            let mut buf = Vec::new();
             for b in &tif_bytes {
-                pages.extend(tiff_f::read_pages(b, &limits, Bilevel::default()).unwrap());
+                let reader = tiff_f::PageReader::new(b, &limits, Bilevel::default()).unwrap();
+                for i in 0..reader.len() {
+                    let p = reader.page_into(i, buf).unwrap();
+                    assert_eq!(p.damaged_rows, 0);
+                    out.push(&p.bitmap).unwrap();
+                    buf = p.bitmap.data;
+                }
             }
-            let f = tiff_f::write_tiff_f(&pages, &opts).unwrap();
-            std::fs::write(&dst, f.bytes).unwrap();
+            std::fs::write(&dst, out.finish().unwrap().bytes).unwrap();
         };
         let theirs_f = || {
             sh(&format!(

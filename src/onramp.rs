@@ -121,7 +121,8 @@ pub fn submit(
         ..WriteOptions::default()
     };
     let limits = Limits::default();
-    let mut pages = Vec::new();
+    // Each page is compressed as soon as it is normalised: one decoded page in memory at a time.
+    let mut pages = tiff_f::TiffFWriter::new(&opts);
     for (i, input) in input_pages.iter().enumerate() {
         let page_err = |source| OnrampError::Page {
             index: i + 1,
@@ -133,10 +134,11 @@ pub fn submit(
                     ImageError::Limit(format!("more than {} pages", limits.max_pages)).into(),
                 );
             }
-            pages.push(tiff_f::try_normalize(&page, opts.resolution, &limits).map_err(page_err)?);
+            pages
+                .push(&tiff_f::try_normalize(&page, opts.resolution, &limits).map_err(page_err)?)?;
         }
     }
-    let tiff = tiff_f::write_tiff_f(&pages, &opts)?;
+    let tiff = pages.finish()?;
     let job = ids::new_job_id("ON");
     let message_id = ids::message_id(&job, &cfg.hostname);
     let dnis_digits = fax.dnis.trim_start_matches('+');

@@ -386,6 +386,58 @@ pub fn write_tiff_f(pages: &[Bitmap], opts: &WriteOptions) -> Result<TiffF, Imag
     write::write_tiff_f(pages, opts)
 }
 
+/// [`write_tiff_f`] page by page: each page is compressed when it is pushed and only its strip
+/// and geometry are kept, so a long fax needs one decoded page in memory at a time (read it with
+/// [`PageReader::page_into`] and hand the buffer back). The file is the same as
+/// [`write_tiff_f`]'s for the same pages.
+pub struct TiffFWriter {
+    opts: WriteOptions,
+    /// The pushed pages without their pixels.
+    geometry: Vec<Bitmap>,
+    strips: Vec<write::Strip>,
+}
+
+impl TiffFWriter {
+    /// An empty file to be written with `opts` (its encoding and Software tag).
+    pub fn new(opts: &WriteOptions) -> Self {
+        TiffFWriter {
+            opts: opts.clone(),
+            geometry: Vec::new(),
+            strips: Vec::new(),
+        }
+    }
+
+    /// Compress `page` with the writer's encoding ([`Encoding::Passthrough`] is MH) and append
+    /// it. Errors: [`ImageError::Corrupt`] (`page N: …`) when the page has zero width or height or
+    /// `data` is not `height × stride` bytes; nothing is appended then.
+    pub fn push(&mut self, page: &Bitmap) -> Result<(), ImageError> {
+        let strip = write::compress(page, self.opts.encoding)
+            .map_err(|e| read::name_page(self.geometry.len() + 1, e))?;
+        self.strips.push(strip);
+        self.geometry.push(Bitmap {
+            data: Vec::new(),
+            ..*page
+        });
+        Ok(())
+    }
+
+    /// Pages pushed so far.
+    pub fn len(&self) -> usize {
+        self.geometry.len()
+    }
+
+    /// Whether no page was pushed yet.
+    pub fn is_empty(&self) -> bool {
+        self.geometry.is_empty()
+    }
+
+    /// The file. Errors: [`ImageError::Corrupt`] when no page was pushed, there are more than
+    /// 65535 pages (PageNumber is a SHORT, RFC 3949 §3.2.2), or the file would exceed 4 GiB.
+    pub fn finish(self) -> Result<TiffF, ImageError> {
+        write::assemble(&self.geometry, self.strips, &self.opts)
+    }
+}
+
 /// Read every input (each a whole file's bytes), normalise each page, write one TIFF-F.
 /// The same as [`convert_with_progress`] without progress reports.
 pub fn convert(

@@ -637,3 +637,46 @@ fn check_goes_on_past_a_page_it_cannot_read() {
     assert_eq!(c.pages[1].damaged_rows, 200);
     assert!((1..200).contains(&c.pages[2].damaged_rows), "{text}");
 }
+
+#[test]
+fn writer_page_by_page_writes_what_write_tiff_f_writes() {
+    let mut rng = fastrand::Rng::with_seed(3949);
+    let pages: Vec<Bitmap> = [(1728, 120, 98), (2048, 80, 196), (1728, 30, 391)]
+        .into_iter()
+        .map(|(width, height, y_dpi)| Bitmap {
+            width,
+            height,
+            x_dpi: 204,
+            y_dpi,
+            data: texty_page(&mut rng, width, height),
+        })
+        .collect();
+    for encoding in [Encoding::Mh, Encoding::Mr, Encoding::Mmr] {
+        let opts = WriteOptions {
+            encoding,
+            ..WriteOptions::default()
+        };
+        let whole = write_tiff_f(&pages, &opts).unwrap();
+        let mut w = TiffFWriter::new(&opts);
+        assert!(w.is_empty());
+        for p in &pages {
+            w.push(p).unwrap();
+        }
+        // A page that cannot be written is refused and leaves the writer as it was.
+        let empty = Bitmap {
+            height: 0,
+            data: Vec::new(),
+            ..pages[0].clone()
+        };
+        let e = w.push(&empty).unwrap_err().to_string();
+        assert!(e.contains("page 4: "), "{e}");
+        assert_eq!(w.len(), 3);
+        let streamed = w.finish().unwrap();
+        assert_eq!(streamed.pages, 3);
+        // Same layout (only the DateTime text may differ, same length), same pages.
+        assert_eq!(streamed.bytes.len(), whole.bytes.len(), "{encoding:?}");
+        assert!(read(&streamed.bytes).unwrap() == pages, "{encoding:?}");
+        assert!(read(&whole.bytes).unwrap() == pages, "{encoding:?}");
+    }
+    assert!(TiffFWriter::new(&WriteOptions::default()).finish().is_err());
+}
