@@ -13,7 +13,7 @@
 use thiserror::Error;
 
 mod bits;
-pub mod ccitt;
+mod ccitt;
 mod check;
 mod mh;
 mod normalize;
@@ -346,15 +346,9 @@ pub fn read_pages(
     let pages = read::read_tiff(bytes, limits, bilevel)?;
     let mut out = Vec::with_capacity(pages.len());
     for (i, p) in pages.into_iter().enumerate() {
-        let height = p.bitmap.height;
-        let decoded = height - p.damaged_rows;
+        half_decoded(&p).map_err(|e| read::name_page(i + 1, e))?;
         if let Some(e) = &p.damage {
-            if u64::from(decoded) * 2 < u64::from(height) {
-                return Err(ImageError::Corrupt(format!(
-                    "page {}: {e}; only {decoded} of {height} rows decoded",
-                    i + 1
-                )));
-            }
+            let (height, decoded) = (p.bitmap.height, p.bitmap.height - p.damaged_rows);
             tracing::warn!(
                 "TIFF page {} partly decoded ({decoded} of {height} rows): {e}",
                 i + 1
