@@ -193,7 +193,7 @@ pub fn check(bytes: &[u8], limits: &Limits) -> Result<Conformance, ImageError> {
                     Ok(d) => d,
                     Err(e) => {
                         pages[i].damaged_rows = pages[i].height;
-                        unreadable(Some(i + 1), e, &mut problems);
+                        unreadable(Some(i + 1), read::name_page(i + 1, e), &mut problems);
                         continue;
                     }
                 };

@@ -284,9 +284,7 @@ impl<'a> PageReader<'a> {
 
     /// [`PageReader::page_into`] with errors that do not name the page.
     fn page_unnamed(&self, index: usize, buffer: Vec<u8>) -> Result<DecodedPage, ImageError> {
-        let p = self
-            .pages
-            .page_unnamed(index, &self.limits, self.bilevel, buffer)?;
+        let p = self.pages.page(index, &self.limits, self.bilevel, buffer)?;
         if p.damaged_rows == p.bitmap.height {
             return Err(ImageError::Corrupt(format!(
                 "no row decodes: {}",

@@ -184,7 +184,11 @@ pub(crate) fn read_tiff(
 ) -> Result<Vec<DecodedPage>, ImageError> {
     let pages = TiffPages::new(b, limits)?;
     (0..pages.len())
-        .map(|i| pages.page(i, limits, bilevel, Vec::new()))
+        .map(|i| {
+            pages
+                .page(i, limits, bilevel, Vec::new())
+                .map_err(|e| name_page(i + 1, e))
+        })
         .collect()
 }
 
@@ -214,20 +218,9 @@ impl<'a> TiffPages<'a> {
     }
 
     /// Page `i` (from 0) decoded into `buf`'s allocation (any content; a buffer of the page's size
-    /// or more is reused as it is, without allocating). Errors name the page (`page N: …`).
+    /// or more is reused as it is, without allocating). Errors do not name the page (see
+    /// [`name_page`]).
     pub(crate) fn page(
-        &self,
-        i: usize,
-        limits: &Limits,
-        bilevel: Bilevel,
-        buf: Vec<u8>,
-    ) -> Result<DecodedPage, ImageError> {
-        self.page_unnamed(i, limits, bilevel, buf)
-            .map_err(|e| name_page(i + 1, e))
-    }
-
-    /// [`TiffPages::page`] with errors that do not name the page.
-    pub(crate) fn page_unnamed(
         &self,
         i: usize,
         limits: &Limits,
@@ -430,14 +423,14 @@ fn read_page(
     let mut decoded = 0u32;
     let mut first_error = None;
     let mut strip = Vec::new();
-    for i in 0..offsets.len().min(counts.len()) {
+    for (i, (&off, &cnt)) in offsets.iter().zip(&counts).enumerate() {
         let row0 = (i as u64) * u64::from(rps);
         if row0 >= u64::from(height) {
             break;
         }
         let row0 = row0 as u32;
         let rows = rps.min(height - row0);
-        let input = strip_input(f.b, offsets[i], counts[i], reverse, &mut strip);
+        let input = strip_input(f.b, off, cnt, reverse, &mut strip);
         let out = &mut data[row0 as usize * row_bytes..(row0 + rows) as usize * row_bytes];
         let (got, err) = match codec {
             Codec::Raw => raw_strip(input, out, &geo),
