@@ -56,15 +56,16 @@ pub struct FaxResult {
     pub reason: Option<String>,
 }
 
-/// Hand one fax to `backend`.
-pub async fn send(backend: &Backend, job: &FaxJob, tiff: &[u8]) -> FaxOutcome {
+/// Hand one fax to `backend`. A `command` backend's file is written in `work_dir` (the spool's
+/// [`crate::spool::Spool::fax_work_dir`]) and removed when the command ends.
+pub async fn send(backend: &Backend, job: &FaxJob, tiff: &[u8], work_dir: &Path) -> FaxOutcome {
     match &backend.kind {
         BackendKind::SpoolDirectory {
             path,
             simulate_line,
             result_wait,
         } => spool_directory(path, *simulate_line, *result_wait, job, tiff).await,
-        BackendKind::Command { argv } => command(argv, job, tiff).await,
+        BackendKind::Command { argv } => command(argv, job, tiff, work_dir).await,
     }
 }
 
@@ -150,9 +151,10 @@ fn stop_with_gateway(cmd: &mut tokio::process::Command) {
     let _ = cmd;
 }
 
-async fn command(argv: &[String], job: &FaxJob, tiff: &[u8]) -> FaxOutcome {
-    let dir = std::env::temp_dir();
-    let file = dir.join(format!("t37gw-{}.tif", job.job));
+async fn command(argv: &[String], job: &FaxJob, tiff: &[u8], dir: &Path) -> FaxOutcome {
+    // Absolute, so that a command that changes directory still finds it.
+    let file = dir.join(format!("{}.tif", job.job));
+    let file = std::path::absolute(&file).unwrap_or(file);
     if let Err(e) = std::fs::write(&file, tiff) {
         return FaxOutcome::Retry(format!("cannot write fax file: {e}"));
     }

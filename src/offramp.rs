@@ -565,7 +565,7 @@ async fn fax_one(
         message_id: message_id.map(str::to_string),
         peer: peer.name.clone(),
     };
-    let outcome = fax::send(backend, &job, &tiff).await;
+    let outcome = fax::send(backend, &job, &tiff, &shared.spool.fax_work_dir()).await;
     let name = match &outcome {
         FaxOutcome::Delivered(_) => "fax_delivered",
         FaxOutcome::Relayed(_) => "fax_relayed",

@@ -270,7 +270,7 @@ fn commit_batch(dir: &Path, batch: Vec<Commit>) {
 impl Spool {
     /// Open (create) a spool under `root`.
     pub fn open(root: &Path) -> io::Result<Spool> {
-        for sub in ["offramp", "outq"] {
+        for sub in ["offramp", "outq", "faxwork"] {
             fs::create_dir_all(root.join(sub))?;
         }
         Ok(Spool {
@@ -294,8 +294,17 @@ impl Spool {
         self.root.join(sub)
     }
 
-    /// Remove what a crash left half-written: temp files, and offramp messages without their
-    /// envelope (those never got a `250`). Called by `serve` at start, before the listener runs.
+    /// Where a `command` fax backend's TIFF-F file is written for the command to read
+    /// (`$file$`): `faxwork/` in the spool. The file is removed when the command ends; what a
+    /// gateway killed while a command ran leaves there is removed by
+    /// [`Spool::clean_unfinished`] at the next start.
+    pub fn fax_work_dir(&self) -> PathBuf {
+        self.dir("faxwork")
+    }
+
+    /// Remove what a crash left half-written: temp files, offramp messages without their
+    /// envelope (those never got a `250`), and fax files of `command` backends
+    /// ([`Spool::fax_work_dir`]). Called by `serve` at start, before the listener runs.
     /// In the outgoing queue (which `t37gw onramp submit` may be writing right now) only
     /// leftovers older than an hour are removed.
     pub fn clean_unfinished(&self) {
@@ -319,6 +328,17 @@ impl Spool {
                 });
                 if old && ((name.starts_with('.') && name.ends_with(".tmp")) || orphan_eml) {
                     tracing::warn!(file = %path.display(), "removing an unfinished spool write left by a crash");
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        // No fax command runs before the listener starts: every file here is a leftover of a
+        // command the gateway was killed during (its fax is handed over again, from the spool).
+        if let Ok(entries) = fs::read_dir(self.fax_work_dir()) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_file() {
+                    tracing::warn!(file = %path.display(), "removing a fax file left by a fax command the gateway was stopped during");
                     let _ = fs::remove_file(&path);
                 }
             }
@@ -788,5 +808,16 @@ mod tests {
         assert!(spool.list_offramp().unwrap().is_empty());
         spool.clean_unfinished();
         assert_eq!(fs::read_dir(&off).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn clean_unfinished_removes_fax_command_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let work = spool.fax_work_dir();
+        assert!(work.is_dir());
+        fs::write(work.join("FAX-1.tif"), b"II*\0").unwrap();
+        spool.clean_unfinished();
+        assert_eq!(fs::read_dir(&work).unwrap().count(), 0);
     }
 }
