@@ -482,14 +482,17 @@ fn tiff_convert(
         indicatif::ProgressBar::hidden()
     };
     let slices: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
-    let tiff = crate::tiff_f::convert_with_progress(
+    let tiff = crate::tiff_f::convert_inputs_with_progress(
         &slices,
         &opts,
         &crate::tiff_f::Limits::default(),
         &|n| bar.set_position(n as u64),
     );
     bar.finish_and_clear();
-    let tiff = tiff.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tiff = tiff.map_err(|e| match e.input.and_then(|i| inputs.get(i)) {
+        Some(p) => anyhow::anyhow!("{}: {}", p.display(), e.error),
+        None => anyhow::anyhow!("{}", e.error),
+    })?;
     std::fs::write(output, &tiff.bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
     out!(

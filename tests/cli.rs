@@ -301,3 +301,27 @@ fn onramp_submit_takes_mgetty_raw_g3_pages() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn tiff_convert_names_the_input_that_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
+    // A TIFF header whose first IFD offset points past the end of the file.
+    std::fs::write(dir.path().join("bad.tif"), b"II*\0\xff\xff\0\0junk").unwrap();
+    let o = t37gw(
+        dir.path(),
+        &[
+            "tiff",
+            "convert",
+            good.to_str().unwrap(),
+            "bad.tif",
+            "-o",
+            "out.tif",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.starts_with("t37gw: bad.tif: "), "{err}");
+    assert!(!err.contains("fax-3page-g3.tif"), "{err}");
+    assert!(!dir.path().join("out.tif").exists());
+}

@@ -461,6 +461,76 @@ pub fn convert_with_progress(
     limits: &Limits,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<TiffF, ImageError> {
+    convert_impl(inputs, opts, limits, progress).map_err(|f| match f.page {
+        Some((output_page, _)) => read::name_page(output_page, f.error),
+        None => f.error,
+    })
+}
+
+/// A [`convert_inputs_with_progress`] failure: the error, and the input it came from.
+#[derive(Debug)]
+pub struct ConvertError {
+    /// Index in `inputs` of the input that failed; `None` for errors of the whole conversion
+    /// (no pages at all, or the output file too large).
+    pub input: Option<usize>,
+    /// What went wrong; a page number in it counts the pages of that input.
+    pub error: ImageError,
+}
+
+impl std::fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.input {
+            Some(i) => write!(f, "input {}: {}", i + 1, self.error),
+            None => self.error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ConvertError {}
+
+/// [`convert_with_progress`], with errors saying which input failed (so that a caller can
+/// name its file) and numbering pages within that input.
+pub fn convert_inputs_with_progress(
+    inputs: &[&[u8]],
+    opts: &WriteOptions,
+    limits: &Limits,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<TiffF, ConvertError> {
+    convert_impl(inputs, opts, limits, progress).map_err(|f| ConvertError {
+        input: f.input,
+        error: match f.page {
+            Some((_, input_page)) => read::name_page(input_page, f.error),
+            None => f.error,
+        },
+    })
+}
+
+/// A failure inside [`convert_impl`]: the input it came from, and for an error of one page
+/// not yet naming it, that page's number in the output and in its input (both from 1).
+struct Failure {
+    input: Option<usize>,
+    page: Option<(usize, usize)>,
+    error: ImageError,
+}
+
+fn convert_impl(
+    inputs: &[&[u8]],
+    opts: &WriteOptions,
+    limits: &Limits,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<TiffF, Failure> {
+    let whole = |error| Failure {
+        input: None,
+        page: None,
+        error,
+    };
+    let of_input = |k: usize| {
+        move |error| Failure {
+            input: Some(k),
+            page: None,
+            error,
+        }
+    };
     // Each page is decoded, normalised and compressed, then only its strip and geometry are
     // kept: memory holds the pages of the inputs being worked on, not of the whole job.
     let decoded_pages = std::sync::atomic::AtomicUsize::new(0);
@@ -514,51 +584,67 @@ pub fn convert_with_progress(
     // One input (a multi-page TIFF): its pages over all cores. Several inputs (attachments,
     // scans): the inputs over all cores, each decoded and finished page by page.
     type Done = Result<(Bitmap, write::Strip), ImageError>;
-    let results: Vec<Done> = if let [input] = inputs {
+    // Each page's result with the input it came from and its number in that input.
+    let results: Vec<(usize, usize, Done)> = if let [input] = inputs {
+        let numbered = |results: Vec<Done>| -> Vec<(usize, usize, Done)> {
+            results
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (0, i + 1, r))
+                .collect()
+        };
         if read::is_tiff(input) {
             // Each worker decodes, normalises and compresses its own pages: memory holds one
             // page per worker, and decoding runs on every core too.
-            let reader = PageReader::new(input, limits, opts.bilevel)?;
+            let reader = PageReader::new(input, limits, opts.bilevel).map_err(of_input(0))?;
             let indices: Vec<usize> = (0..reader.len()).collect();
             let page = |&i: &usize| -> Done {
                 let p = reader.page_unnamed(i, Vec::new())?;
                 half_decoded(&p)?;
                 one(&(p.bitmap, p.source_encoding))
             };
-            par_map(&indices, page, &finish)
+            numbered(par_map(&indices, page, &finish))
         } else {
-            let pages = read_one(input)?;
-            par_map(&pages, one, &finish)
+            let pages = read_one(input).map_err(of_input(0))?;
+            numbered(par_map(&pages, one, &finish))
         }
     } else {
-        let per_input = |input: &&[u8]| -> Result<Vec<Done>, ImageError> {
-            Ok(read_one(input)?
-                .into_iter()
-                .map(|p| {
-                    let r = one(&p);
-                    drop(p);
-                    finish();
-                    r
-                })
-                .collect())
-        };
+        let per_input =
+            |&(k, input): &(usize, &[u8])| -> Result<Vec<(usize, usize, Done)>, Failure> {
+                Ok(read_one(input)
+                    .map_err(of_input(k))?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        let r = one(&p);
+                        drop(p);
+                        finish();
+                        (k, i + 1, r)
+                    })
+                    .collect())
+            };
+        let numbered_inputs: Vec<(usize, &[u8])> = inputs.iter().copied().enumerate().collect();
         let mut all = Vec::new();
-        for r in par_map(inputs, per_input, &|| {}) {
+        for r in par_map(&numbered_inputs, per_input, &|| {}) {
             all.extend(r?);
         }
         all
     };
     if results.is_empty() {
-        return Err(ImageError::Corrupt("no pages".into()));
+        return Err(whole(ImageError::Corrupt("no pages".into())));
     }
     let mut out_pages = Vec::with_capacity(results.len());
     let mut strips = Vec::with_capacity(results.len());
-    for (i, r) in results.into_iter().enumerate() {
-        let (page, strip) = r.map_err(|e| read::name_page(i + 1, e))?;
+    for (i, (k, input_page, r)) in results.into_iter().enumerate() {
+        let (page, strip) = r.map_err(|error| Failure {
+            input: Some(k),
+            page: Some((i + 1, input_page)),
+            error,
+        })?;
         out_pages.push(page);
         strips.push(strip);
     }
-    write::assemble(&out_pages, strips, opts)
+    write::assemble(&out_pages, strips, opts).map_err(whole)
 }
 
 /// Errors (not naming the page) when less than half of `p`'s rows decoded: such a page is
