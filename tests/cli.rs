@@ -325,3 +325,27 @@ fn tiff_convert_names_the_input_that_fails() {
     assert!(!err.contains("fax-3page-g3.tif"), "{err}");
     assert!(!dir.path().join("out.tif").exists());
 }
+
+#[test]
+fn receipts_ingest_names_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gateway.yaml"), SHIPPED).unwrap();
+    std::fs::write(
+        dir.path().join("a.eml"),
+        "From: someone@example.test\r\nSubject: hello\r\n\r\nnot a report\r\n",
+    )
+    .unwrap();
+    let o = t37gw(dir.path(), &["receipts", "ingest", "a.eml", "missing.eml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with("t37gw: missing.eml: No such file or directory"),
+        "{err}"
+    );
+    // The readable file was still ingested.
+    assert!(
+        text(&o.stdout).starts_with("1 messages: 0 correlated, 0 orphan, 1 not a report"),
+        "{}",
+        text(&o.stdout)
+    );
+}

@@ -39,7 +39,7 @@ enum Inner {
 /// Open `path` as a Maildir (a directory with `cur/` or `new/`), an mbox (a file whose first
 /// line starts with `From `) or a single message file.
 pub fn mailbox_items(path: &Path) -> io::Result<MailboxIter> {
-    let meta = std::fs::metadata(path)?;
+    let meta = std::fs::metadata(path).map_err(|e| named(path, e))?;
     if meta.is_dir() {
         let mut files = Vec::new();
         let mut any = false;
@@ -49,7 +49,8 @@ pub fn mailbox_items(path: &Path) -> io::Result<MailboxIter> {
                 continue;
             }
             any = true;
-            let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|e| named(&dir, e))?
                 .filter_map(|e| e.ok())
                 .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
                 .map(|e| e.path())
@@ -72,10 +73,10 @@ pub fn mailbox_items(path: &Path) -> io::Result<MailboxIter> {
         });
     }
     let mut head = [0u8; 5];
-    let mut file = File::open(path)?;
-    let n = read_up_to(&mut file, &mut head)?;
+    let mut file = File::open(path).map_err(|e| named(path, e))?;
+    let n = read_up_to(&mut file, &mut head).map_err(|e| named(path, e))?;
     if &head[..n] == b"From " {
-        let file = File::open(path)?;
+        let file = File::open(path).map_err(|e| named(path, e))?;
         return Ok(MailboxIter {
             inner: Inner::Mbox {
                 name: path.display().to_string(),
@@ -87,6 +88,12 @@ pub fn mailbox_items(path: &Path) -> io::Result<MailboxIter> {
     Ok(MailboxIter {
         inner: Inner::One(path.to_path_buf()),
     })
+}
+
+/// `e` with the path in front of its message (the kind kept), for errors that should say
+/// which of several files failed.
+fn named(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
@@ -109,17 +116,25 @@ impl Iterator for MailboxIter {
             Inner::One(path) => {
                 let path = std::mem::take(path);
                 self.inner = Inner::Done;
-                Some(std::fs::read(&path).map(|bytes| MailboxItem {
-                    source: path.display().to_string(),
-                    bytes,
-                }))
+                Some(
+                    std::fs::read(&path)
+                        .map(|bytes| MailboxItem {
+                            source: path.display().to_string(),
+                            bytes,
+                        })
+                        .map_err(|e| named(&path, e)),
+                )
             }
             Inner::Files(files) => {
                 let path = files.next()?;
-                Some(std::fs::read(&path).map(|bytes| MailboxItem {
-                    source: path.display().to_string(),
-                    bytes,
-                }))
+                Some(
+                    std::fs::read(&path)
+                        .map(|bytes| MailboxItem {
+                            source: path.display().to_string(),
+                            bytes,
+                        })
+                        .map_err(|e| named(&path, e)),
+                )
             }
             Inner::Mbox {
                 name,
@@ -128,7 +143,7 @@ impl Iterator for MailboxIter {
             } => {
                 let message = match messages.next()? {
                     Ok(m) => m,
-                    Err(e) => return Some(Err(e)),
+                    Err(e) => return Some(Err(io::Error::new(e.kind(), format!("{name}: {e}")))),
                 };
                 *count += 1;
                 let mut bytes = message.unwrap_contents();
