@@ -371,8 +371,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The journal's events; damaged lines are reported on stderr and skipped.
+/// The journal's events; damaged lines are reported on stderr and skipped. A journal that
+/// does not exist (a gateway that has not run yet, or the wrong `--config`) is no error, but
+/// a note on stderr names the path looked at.
 fn read_journal(cfg: &Config) -> anyhow::Result<Vec<Event>> {
+    if std::fs::metadata(&cfg.journal).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        eprintln!(
+            "t37gw: note: journal {} does not exist (no jobs yet, or another --config?)",
+            cfg.journal.display()
+        );
+    }
     let (events, bad) = journal::read_events_checked(&cfg.journal)
         .map_err(|e| anyhow::anyhow!("journal {}: {e}", cfg.journal.display()))?;
     if let Some(first) = bad.first() {

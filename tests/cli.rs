@@ -349,3 +349,48 @@ fn receipts_ingest_names_a_missing_file() {
         text(&o.stdout)
     );
 }
+
+#[test]
+fn jobs_without_a_journal_says_which_journal_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gateway.yaml"), SHIPPED).unwrap();
+    let journal = dir.path().join("journal.jsonl");
+    let o = t37gw(dir.path(), &["jobs"]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = text(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("t37gw: note: journal journal.jsonl does not exist"),
+        "{err}"
+    );
+    // Only the table's header: an empty gateway is valid.
+    assert_eq!(text(&o.stdout).lines().count(), 1);
+    assert!(text(&o.stdout).starts_with("JOB "));
+    // The path as the configuration resolves it (beside the configuration file).
+    let config = dir.path().join("gateway.yaml");
+    let o = t37gw(
+        Path::new("/"),
+        &[
+            "jobs",
+            "show",
+            "--config",
+            config.to_str().unwrap(),
+            "ON-nonexistent",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).starts_with(&format!(
+            "t37gw: note: journal {} does not exist",
+            journal.display()
+        )),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!journal.exists(), "reading jobs creates no journal");
+    // With a journal, no note.
+    std::fs::write(&journal, "").unwrap();
+    let o = t37gw(dir.path(), &["jobs"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(text(&o.stderr), "");
+}
