@@ -86,11 +86,13 @@ pub enum Command {
 pub enum TiffCommand {
     /// Which RFC 3949 profile each file meets, or which tag or strip breaks it and why.
     Check {
+        /// TIFF files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Several inputs (TIFF, PNG, JPEG, PBM/PGM) make one multi-page TIFF-F.
     Convert {
+        /// Input files, in page order.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// Output file.
@@ -110,8 +112,10 @@ pub enum ReceiptsCommand {
     /// Read reports from .eml files, mbox files and Maildir folders; correlate them into the
     /// journal; print a summary.
     Ingest {
+        /// Configuration file (names the journal).
         #[arg(long, default_value = "gateway.yaml")]
         config: PathBuf,
+        /// .eml files, mbox files, Maildir folders or directories of .eml files.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -120,6 +124,7 @@ pub enum ReceiptsCommand {
         /// One JSON object per file and line (schema: docs/receipts.md, INTERFACE.md).
         #[arg(long)]
         json: bool,
+        /// Report messages (.eml files).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -129,6 +134,7 @@ pub enum ReceiptsCommand {
 pub enum OnrampCommand {
     /// Turn one received fax (page files) into an onramp job; prints the job id.
     Submit {
+        /// Configuration file (dial peers, spool and journal).
         #[arg(long, default_value = "gateway.yaml")]
         config: PathBuf,
         /// Called number (selects the onramp dial peer).
@@ -155,7 +161,9 @@ pub enum OnrampCommand {
 pub enum JobsCommand {
     /// One job's timeline.
     Show {
+        /// Job id, as the job table's JOB column shows it.
         id: String,
+        /// The job's journal events as they are stored, one JSON object per line.
         #[arg(long)]
         json: bool,
     },
@@ -165,6 +173,7 @@ pub enum JobsCommand {
 pub enum ConfigCommand {
     /// Validate a configuration file; errors as FILE:LINE:COL: KEY: message.
     Check {
+        /// Configuration file.
         #[arg(default_value = "gateway.yaml")]
         file: PathBuf,
     },
