@@ -199,7 +199,7 @@ impl Reply {
         Reply::new(
             214,
             "2.0.0",
-            "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP; see RFC 5321",
+            "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP; see RFC 5321",
         )
     }
     pub(crate) fn not_implemented() -> Reply {
