@@ -24,14 +24,15 @@ pub const SAMPLE_SCAN_PNG: &[u8] = include_bytes!("../fixtures/scan-page.png");
 /// How long the demo waits for every job's DSN.
 pub const DEMO_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Run the demo; `workdir` defaults to a new temporary directory (kept, and printed).
+/// Run the demo in `workdir`, which keeps its files; without one, in a new temporary
+/// directory that is removed when the demo succeeds (kept, and printed, when it fails).
 pub async fn run(workdir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let workdir = match workdir {
-        Some(w) => w,
-        None => tempfile::Builder::new()
-            .prefix("t37gw-demo-")
-            .tempdir()?
-            .keep(),
+    let (workdir, temp) = match workdir {
+        Some(w) => (w, None),
+        None => {
+            let t = tempfile::Builder::new().prefix("t37gw-demo-").tempdir()?;
+            (t.path().to_path_buf(), Some(t))
+        }
     };
     std::fs::create_dir_all(&workdir)?;
     // The shipped config listens on 127.0.0.1:2525 and relays to itself there; the demo binds
@@ -136,11 +137,27 @@ pub async fn run(workdir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     println!();
     print!("{}", format_table(&rows));
     println!();
-    println!("journal: {}", workdir.join("journal.jsonl").display());
-    println!("faxes:   {}", workdir.join("outbox").display());
+    let temp = match (temp, &outcome) {
+        (Some(t), Ok(())) => Some(t),
+        (t, _) => {
+            // Kept: the caller's --workdir, or a failed demo's files to look at.
+            if let Some(t) = t {
+                let _ = t.keep();
+            }
+            println!("journal: {}", workdir.join("journal.jsonl").display());
+            println!("faxes:   {}", workdir.join("outbox").display());
+            None
+        }
+    };
     match outcome {
         Ok(()) => {
             println!("demo complete: every fax went fax -> mail -> fax and its DSN came back");
+            if let Some(t) = temp {
+                if let Err(e) = t.close() {
+                    eprintln!("t37gw demo: cannot remove {}: {e}", workdir.display());
+                }
+                println!("(its files are removed; `t37gw demo --workdir DIR` keeps them in DIR)");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(why) => {

@@ -394,3 +394,32 @@ fn jobs_without_a_journal_says_which_journal_is_missing() {
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(text(&o.stderr), "");
 }
+
+#[test]
+fn demo_without_workdir_removes_its_temporary_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_t37gw"))
+        .current_dir(tmp.path())
+        .env("TMPDIR", tmp.path())
+        .arg("demo")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("`t37gw demo --workdir DIR` keeps them"),
+        "{}",
+        text(&out.stdout)
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
