@@ -181,6 +181,12 @@ impl Gateway {
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared::open(config)?);
         shared.spool.clean_unfinished();
+        // The watched directory for received faxes, so that a new installation shows where
+        // they go; a failure only means no faxes are picked up from there.
+        let incoming = &shared.config.incoming;
+        if let Err(e) = std::fs::create_dir_all(incoming) {
+            tracing::warn!("incoming directory {}: {e}", incoming.display());
+        }
         let found = {
             let index = shared.index();
             shared

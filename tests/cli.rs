@@ -423,3 +423,25 @@ fn demo_without_workdir_removes_its_temporary_directory() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn serve_creates_the_incoming_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gateway.yaml"), SHIPPED).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_t37gw"))
+        .current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let incoming = dir.path().join("incoming");
+    let started = std::time::Instant::now();
+    while !incoming.is_dir() && started.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(incoming.is_dir());
+    assert!(dir.path().join("spool").is_dir());
+}
