@@ -74,18 +74,25 @@ pub fn classify(shared: &Shared, address: &str) -> Result<Destination, Reply> {
             "Fax address qualifier not understood (RFC 3192: /T33S=<digits> only)",
         ));
     }
+    // RFC 3191 §3 (the global-phone of RFC 3192 §3): "+" 1*( DIGIT / written-sep ), with
+    // written-sep = "-" / "."; the separators are only for reading and are not dialled.
     // ITU-T E.164 §6: an international number has at most 15 digits.
-    let digits = number.strip_prefix('+').unwrap_or("");
-    if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let written = number.strip_prefix('+').unwrap_or("");
+    let valid = written
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'-' || b == b'.');
+    let digits: String = written.chars().filter(char::is_ascii_digit).collect();
+    if !valid || digits.is_empty() || digits.len() > 15 {
         return Err(Reply::new(
             550,
             "5.1.3",
-            "Fax address must be FAX=+<digits>, at most 15 digits (E.164)",
+            "Fax address must be FAX=+<digits>, at most 15 digits (E.164; - and . may separate them)",
         ));
     }
-    match cfg.offramp_peer(number) {
+    let number = format!("+{digits}");
+    match cfg.offramp_peer(&number) {
         Some(peer) if peer.target != crate::config::OfframpTarget::Reject => {
-            Ok(Destination::Fax(number.to_string()))
+            Ok(Destination::Fax(number))
         }
         // RFC 3463 5.7.1: delivery not authorized. The same reply whether a peer rejects the
         // number or none matches, so replies do not reveal which numbers exist.

@@ -882,6 +882,17 @@ async fn fax_addresses_follow_rfc_3192_and_e164() {
         ("RCPT TO:<FAX=+49301/T33S=@gw.example.test>", "550 5.1.3"),
         ("RCPT TO:<FAX=+49301/T33S=12a@gw.example.test>", "550 5.1.3"),
         ("RCPT TO:<FAX=12025551234@gw.example.test>", "550 5.1.3"),
+        // RFC 3191 §3 written-sep: "-" and "." may separate the digits.
+        ("RCPT TO:<FAX=+1-202-555-1234@gw.example.test>", "250 2.1.5"),
+        ("RCPT TO:<FAX=+1.202.555.1234@gw.example.test>", "250 2.1.5"),
+        ("RCPT TO:<FAX=+1-900-555-1234@gw.example.test>", "550 5.7.1"),
+        ("RCPT TO:<FAX=+1 202@gw.example.test>", "501 5.1.3"),
+        ("RCPT TO:<FAX=+--@gw.example.test>", "550 5.1.3"),
+        ("RCPT TO:<FAX=+1_202@gw.example.test>", "550 5.1.3"),
+        // RFC 5321 §4.1.1.3: the domain-less postmaster, in any case.
+        ("RCPT TO:<Postmaster>", "250 2.1.5"),
+        ("RCPT TO:<POSTMASTER> NOTIFY=NEVER", "250 2.1.5"),
+        ("RCPT TO:<postmasterx>", "501 5.1.3"),
     ];
     let mut steps = vec!["EHLO client.example", "MAIL FROM:<a@client.example>"];
     steps.extend(cases.iter().map(|(c, _)| *c));

@@ -906,3 +906,65 @@ fn passthrough_keeps_b4_width_and_g4_coding() {
         Some("S")
     );
 }
+
+/// The first strip's offset in a little-endian TIFF's first directory (tag 273, one LONG or
+/// SHORT value held in the entry itself).
+fn first_strip_offset(b: &[u8]) -> usize {
+    assert_eq!(&b[..2], b"II", "little-endian TIFF");
+    let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
+    let ifd = u32_at(4);
+    (0..u16_at(ifd))
+        .map(|k| ifd + 2 + 12 * k)
+        .find(|&e| u16_at(e) == 273)
+        .map(|e| {
+            assert_eq!(u32_at(e + 4), 1, "one strip");
+            if u16_at(e + 2) == 3 {
+                u16_at(e + 8)
+            } else {
+                u32_at(e + 8)
+            }
+        })
+        .expect("StripOffsets")
+}
+
+/// A T.6 strip whose first octets were overwritten with zeros (or that is all zeros) is damage,
+/// as libtiff reports it ("Premature EOL at line 0"): T.6 has no fill bits (T.6 §2.2.2), so a
+/// run of zero bits is no code word. It used to come out as a clean white page, because the
+/// second-chance decoder padded the rows after what it took for an end-of-block.
+#[test]
+fn zeroed_start_of_a_g4_strip_is_damage_like_libtiff() {
+    if !have_tool("tiffcp") {
+        return;
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
+    let dir = tempfile::tempdir().unwrap();
+    let g4 = dir.path().join("g4.tif");
+    run(Command::new("tiffcp")
+        .args(["-c", "g4", "-r", "100000"])
+        .arg(&src)
+        .arg(&g4))
+    .unwrap();
+    let clean = std::fs::read(&g4).unwrap();
+    let at = first_strip_offset(&clean);
+    for zeros in [64, 4000] {
+        let mut b = clean.clone();
+        let end = (at + zeros).min(b.len());
+        b[at..end].fill(0);
+        let file = dir.path().join(format!("zeroed-{zeros}.tif"));
+        std::fs::write(&file, &b).unwrap();
+        // The oracle: libtiff cannot read the page either.
+        assert!(
+            tiffcp_none(&file).is_err(),
+            "libtiff decodes the strip with {zeros} zero octets"
+        );
+        let first = match tiff_f::read_pages_report(&b, &Limits::default(), Bilevel::default()) {
+            Ok(pages) => pages[0].damaged_rows,
+            Err(e) => {
+                assert!(e.to_string().contains("page 1"), "{e}");
+                u32::MAX
+            }
+        };
+        assert!(first > 0, "{zeros} zero octets read as a clean page");
+    }
+}

@@ -180,18 +180,32 @@ impl Session {
         // smtp-proto has no address literals (RFC 5321 §4.1.3): a sender at one is parsed with
         // a placeholder domain in its place, swapped back after.
         let literal = sender_address_literal(line);
+        // Nor the domain-less `RCPT TO:<Postmaster>` that every server must accept (RFC 5321
+        // §4.1.1.3, §4.5.1): parsed with a placeholder domain, taken off after.
+        let postmaster = bare_postmaster(line);
         let masked;
-        let parsed = match literal {
-            Some((start, end)) => {
+        let parsed = match (literal, postmaster) {
+            (Some((start, end)), _) => {
                 masked = [&line[..start], LITERAL_PLACEHOLDER.as_bytes(), &line[end..]].concat();
                 Request::parse(&mut masked.iter())
             }
-            None => Request::parse(&mut line.iter()),
+            (None, Some(end)) => {
+                let domain = format!("@{LITERAL_PLACEHOLDER}");
+                masked = [&line[..end], domain.as_bytes(), &line[end..]].concat();
+                Request::parse(&mut masked.iter())
+            }
+            (None, None) => Request::parse(&mut line.iter()),
         };
         let mut request = match parsed {
             Ok(request) => request,
             Err(error) => return self.finish(parse_error_reply(&error), Next::Command),
         };
+        if let (Some(_), Request::Rcpt { to }) = (postmaster, &mut request) {
+            match to.address.strip_suffix(&format!("@{LITERAL_PLACEHOLDER}")) {
+                Some(local) => to.address = local.to_string().into(),
+                None => return self.finish(Reply::bad_recipient_syntax(), Next::Command),
+            }
+        }
         if let (Some((start, end)), Request::Mail { from }) = (literal, &mut request) {
             let text = String::from_utf8_lossy(&line[start..end]);
             match from.address.strip_suffix(LITERAL_PLACEHOLDER) {
@@ -678,6 +692,20 @@ fn sender_address_literal(line: &[u8]) -> Option<(usize, usize)> {
     };
     let start = open + 1 + at + 1;
     valid.then_some((start, start + lit.len()))
+}
+
+/// Where the local part of a `RCPT TO:<Postmaster>` line ends (the offset of its `>`), when the
+/// forward-path is the bare, domain-less `Postmaster` (any case) of RFC 5321 §4.1.1.3; `None`
+/// for anything else.
+fn bare_postmaster(line: &[u8]) -> Option<usize> {
+    let head = line.get(..8)?;
+    if !head.eq_ignore_ascii_case(b"RCPT TO:") {
+        return None;
+    }
+    let open = 8 + line[8..].iter().position(|&b| b != b' ')?;
+    let path = line.get(open..open + 12)?;
+    path.eq_ignore_ascii_case(b"<postmaster>")
+        .then_some(open + 11)
 }
 
 /// RFC 5321 §4.1.1.1 / §4.1.3: a domain or address literal is printable US-ASCII.

@@ -688,14 +688,22 @@ pub(crate) fn general_strip(
         width: geo.width,
         row: 0,
     };
-    let ok = fax::decoder::decode_g4(strip.iter().copied(), geo.width, Some(rows), |t| {
+    // Without a height: given one, the decoder pads the rows after an end-of-block (or what it
+    // takes for one, such as a run of zero bits, which T.6 §2.2.2 does not allow as fill) with
+    // white and reports success, so a strip whose data was zeroed came out as a clean white
+    // page. Rows it did not decode count as damaged, as hayro-ccitt and libtiff count them.
+    let ok = fax::decoder::decode_g4(strip.iter().copied(), geo.width, None, |t| {
         hayro_ccitt::Decoder::push_row(&mut sink, t)
     })
     .is_some();
     let got = (sink.row as u32).min(rows);
     if got > first.0 || (ok && got == rows) {
         out.copy_from_slice(&second);
-        let err = (!ok || got < rows).then(|| "invalid T.6 code (fax decoder)".to_string());
+        let err = match (ok, got < rows) {
+            (false, _) => Some("invalid T.6 code (fax decoder)".to_string()),
+            (true, true) => Some(format!("T.6 data ends after {got} of {rows} rows")),
+            (true, false) => None,
+        };
         return (got, err);
     }
     first
