@@ -160,6 +160,9 @@ fn apply(row: &mut JobRow, ev: &Event) {
             };
             set_state(row, recipient.as_deref(), state, ev.str("status"));
         }
+        // A repeat of a message already faxed to this number (INTERFACE.md "Delivery
+        // semantics"): done for this recipient, by the job named in the reason.
+        "offramp_duplicate" => set_state(row, recipient.as_deref(), "duplicate", None),
         _ => {}
     }
 }
@@ -169,7 +172,7 @@ fn apply(row: &mut JobRow, ev: &Event) {
 fn rank(state: &str) -> u8 {
     match state {
         "failed" => 7,
-        "delivered" | "faxed" => 6,
+        "delivered" | "faxed" | "duplicate" => 6,
         "expanded" => 5,
         "relayed" => 4,
         "delayed" | "retrying" | "no-report" => 2,

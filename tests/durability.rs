@@ -361,6 +361,27 @@ fn a_resent_message_is_faxed_once() {
     }
     let faxes = faxes_by_message_id(&work.path().join("outbox"));
     assert_eq!(faxes.get(mid), Some(&1), "exactly one fax");
+    // The job table shows the second copy as a duplicate, not as a job still in progress.
+    let out = Command::new(env!("CARGO_BIN_EXE_t37gw"))
+        .args(["jobs", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // One JSON object per job, per line.
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let states: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["direction"] == "offramp")
+        .filter_map(|r| r["state"].as_str())
+        .collect();
+    let mut sorted = states.clone();
+    sorted.sort();
+    assert_eq!(sorted.len(), 2, "{states:?}");
+    assert_eq!(sorted[0], "duplicate", "{states:?}");
 }
 
 #[test]
