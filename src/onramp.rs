@@ -306,20 +306,23 @@ pub fn scan_incoming(shared: &crate::gateway::Shared) {
         .collect();
     jobs.sort();
     for path in jobs {
-        let result = (|| -> Result<(String, Vec<std::path::PathBuf>), String> {
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read: {e}"))?;
+        // Err((missing page, reason)): only a page file that cannot be read yet is waited for.
+        let result = (|| -> Result<(String, Vec<std::path::PathBuf>), (bool, String)> {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| (false, format!("cannot read: {e}")))?;
             let job: IncomingJob =
-                serde_saphyr::from_str(&text).map_err(|e| format!("bad job file: {e}"))?;
+                serde_saphyr::from_str(&text).map_err(|e| (false, format!("bad job file: {e}")))?;
             let mut files = Vec::new();
             let mut pages = Vec::new();
             for p in &job.pages {
                 if p.contains("..") || p.starts_with('/') {
-                    return Err(format!(
-                        "page path {p:?} must be a plain name beside the job file"
+                    return Err((
+                        false,
+                        format!("page path {p:?} must be a plain name beside the job file"),
                     ));
                 }
                 let f = dir.join(p);
-                pages.push(std::fs::read(&f).map_err(|e| format!("page {p}: {e}"))?);
+                pages.push(std::fs::read(&f).map_err(|e| (true, format!("page {p}: {e}")))?);
                 files.push(f);
             }
             let fax = ReceivedFax {
@@ -328,7 +331,9 @@ pub fn scan_incoming(shared: &crate::gateway::Shared) {
                 tsi: job.tsi,
                 pages,
             };
-            let id = shared.submit_fax(&fax).map_err(|e| e.to_string())?;
+            let id = shared
+                .submit_fax(&fax)
+                .map_err(|e| (false, e.to_string()))?;
             Ok((id, files))
         })();
         match result {
@@ -339,11 +344,11 @@ pub fn scan_incoming(shared: &crate::gateway::Shared) {
                 }
                 let _ = std::fs::remove_file(&path);
             }
-            Err(why) if young(&path) && why.starts_with("page ") => {
+            Err((true, why)) if young(&path) => {
                 // The hook may still be writing the pages: try again on the next scan.
                 tracing::debug!(file = %path.display(), "incoming fax not complete yet: {why}");
             }
-            Err(why) => {
+            Err((_, why)) => {
                 tracing::warn!(file = %path.display(), "incoming fax refused: {why}");
                 // Journalled as a failed onramp job, so `t37gw jobs --state failed` shows it.
                 shared.record_or_log(

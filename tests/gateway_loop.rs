@@ -486,6 +486,12 @@ async fn serve_picks_up_faxes_dropped_into_the_incoming_directory() {
     // A broken job file is set aside with the reason, not retried forever; one whose page has
     // not arrived yet waits for it.
     std::fs::write(incoming.join("bad.job"), "dnis: [1\npages: nope\n").unwrap();
+    // A page path outside the directory can never become valid: refused at once, not waited for.
+    std::fs::write(
+        incoming.join("evil.job"),
+        "dnis: \"1\"\npages: [/etc/passwd]\n",
+    )
+    .unwrap();
     std::fs::write(
         incoming.join("early.job"),
         "dnis: \"1\"\npages: [late.tif]\n",
@@ -507,11 +513,13 @@ async fn serve_picks_up_faxes_dropped_into_the_incoming_directory() {
     assert!(!incoming.join("fax1.job").exists() && !incoming.join("fax1-p1.tif").exists());
     let why = std::fs::read_to_string(incoming.join("failed/bad.job.error")).unwrap();
     assert!(why.contains("bad job file"), "{why}");
+    let why = std::fs::read_to_string(incoming.join("failed/evil.job.error")).unwrap();
+    assert!(why.contains("must be a plain name"), "{why}");
     // The refusal is in the journal too, as a failed onramp job.
     let failed = work
         .events()
         .into_iter()
-        .find(|e| e.event == "onramp_failed")
+        .find(|e| e.event == "onramp_failed" && e.str("file") == Some("bad.job"))
         .expect("onramp_failed journalled");
     assert_eq!(failed.str("file"), Some("bad.job"));
     assert!(failed
