@@ -430,6 +430,22 @@ fn extract_fax(message: &[u8]) -> FaxImage {
                 && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("tiff"))
         });
         let magic = body.starts_with(b"II*\0") || body.starts_with(b"MM\0*");
+        if is_tiff_type && !magic {
+            // Declared image/tiff but not TIFF octets once decoded: most often a damaged
+            // transfer encoding (base64 cut or mangled on the way), so say that, rather than
+            // that the image type is unsupported. RFC 3463 X.6.5: conversion failed.
+            let cte = part
+                .content_transfer_encoding()
+                .map(|e| format!(" ({e} transfer encoding damaged?)"))
+                .unwrap_or_default();
+            return Err((
+                "5.6.5".into(),
+                format!(
+                    "image/tiff attachment {} is not a TIFF file: it does not start with II*/MM*{cte}",
+                    tiffs.len() + 1
+                ),
+            ));
+        }
         if (is_tiff_type || magic) && !body.is_empty() {
             tiffs.push(body.to_vec());
         }

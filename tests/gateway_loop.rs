@@ -201,6 +201,46 @@ fn seed_onramp_job(work: &Workdir, job: &str, message_id: &str) {
     .unwrap();
 }
 
+/// An image/tiff attachment whose base64 was cut and mangled on the way: a failure DSN that
+/// says the attachment is not a TIFF file and blames the transfer encoding (RFC 3463 5.6.5),
+/// not "unsupported image".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mangled_base64_tiff_attachment_gets_a_5_6_5_dsn_that_says_so() {
+    if !have_tool("python3") {
+        return;
+    }
+    let work = Workdir::new();
+    seed_onramp_job(&work, "ON-test-b64", "<ON-test-b64.x@gw.example.test>");
+    let gw = start(&work, |t| t).await;
+    let port = gw.local_addr.port();
+    // Python's email package writes the part; the base64 text is then damaged as a broken
+    // relay would: the first line replaced by other base64 text.
+    let body = r#"msg.set_content('fax attached')
+import base64
+msg.add_attachment(b'II*\x00' + bytes(200), maintype='image', subtype='tiff', filename='f.tif')
+part = list(msg.iter_attachments())[0]
+part.set_payload('QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\n')"#;
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || smtplib_send(port, "ON-test-b64", "FAILURE", body))
+            .await
+            .unwrap();
+    assert!(ok, "smtplib failed: {out} {err}");
+    let ev = work
+        .wait_for(30, "the failure DSN", |e| {
+            e.job == "ON-test-b64" && e.event == "dsn_received"
+        })
+        .await;
+    assert_eq!(ev.str("action"), Some("failed"), "{}", ev.to_line());
+    assert_eq!(ev.str("status"), Some("5.6.5"), "{}", ev.to_line());
+    let diag = ev.str("diagnostic_code").unwrap_or_default().to_string();
+    assert!(
+        diag.contains("not a TIFF file") && diag.contains("base64"),
+        "{}",
+        ev.to_line()
+    );
+    gw.shutdown().await;
+}
+
 fn smtplib_send(port: u16, envid: &str, notify: &str, body_py: &str) -> (bool, String, String) {
     let py = format!(
         r#"
