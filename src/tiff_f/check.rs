@@ -421,6 +421,22 @@ fn check_page(
             );
         }
     }
+    // Without resolution tags the width is still checked, against every width profile F has.
+    if (!stated(282) || !stated(283)) && ifd.int(256).is_some_and(|w| w != 1728) {
+        let width = ifd.int(256).unwrap_or(0);
+        let f_ok = [204, 300, 400]
+            .iter()
+            .any(|&x| f_widths(x).contains(&width));
+        bad(
+            Some(256),
+            if f_ok { SOnly } else { Both },
+            if f_ok { S_BASE } else { F_BASE },
+            format!(
+                "ImageWidth is {width}: profile S requires 1728, profile F 1728, 2048 or 2432 at \
+                 204 dpi (and wider at 300 and 400 dpi)"
+            ),
+        );
+    }
     if ifd.int(256).is_none() || ifd.int(257).is_none() {
         bad(
             Some(257),

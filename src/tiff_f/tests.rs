@@ -680,3 +680,44 @@ fn writer_page_by_page_writes_what_write_tiff_f_writes() {
     }
     assert!(TiffFWriter::new(&WriteOptions::default()).finish().is_err());
 }
+
+/// RFC 3949 §4.2.1: a page's width is one of the profile widths whether or not its resolution
+/// tags are there; without them, both the missing tags and a width no profile has are reported.
+#[test]
+fn check_reports_the_width_also_without_resolution_tags() {
+    let tags = |w: u32| {
+        vec![
+            (254, 2),
+            (256, w),
+            (257, 1),
+            (258, 1),
+            (259, 1),
+            (262, 0),
+            (266, 1),
+            (278, 1),
+        ]
+    };
+    for (width, breaks_f) in [(2000u32, true), (2048, false), (1728, false)] {
+        let strip = vec![0u8; (width as usize).div_ceil(8)];
+        let file = one_strip_tiff(&tags(width), &strip);
+        let c = check(&file, &Limits::default()).unwrap();
+        assert!(
+            c.problems.iter().any(|p| p.tag == Some(282)),
+            "{:?}",
+            c.problems
+        );
+        let width_problem = c.problems.iter().find(|p| p.tag == Some(256));
+        match width {
+            1728 => assert!(width_problem.is_none(), "{:?}", c.problems),
+            _ => {
+                let p = width_problem.unwrap_or_else(|| panic!("{width}: {:?}", c.problems));
+                let want = if breaks_f {
+                    crate::tiff_f::Profiles::Both
+                } else {
+                    crate::tiff_f::Profiles::SOnly
+                };
+                assert_eq!(p.profiles, want, "{p}");
+            }
+        }
+    }
+}
