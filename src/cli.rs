@@ -121,7 +121,7 @@ pub enum ReceiptsCommand {
     },
     /// Parse report messages (.eml) without touching any job: one line per file.
     Parse {
-        /// One JSON object per file and line (schema: docs/receipts.md, INTERFACE.md).
+        /// One JSON object per file and line (schema: docs/receipts.md).
         #[arg(long)]
         json: bool,
         /// Report messages (.eml files).

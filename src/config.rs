@@ -318,6 +318,10 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Line 0: the file as a whole (it cannot be read), no place in it to name.
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.file, self.message);
+        }
         write!(
             f,
             "{}:{}:{}: {}: {}",
@@ -446,6 +450,20 @@ fn yaml_error(e: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
         .next()
         .unwrap_or(&message)
         .to_string();
+    // The parser's Rust type names, in the words of the file: "invalid u64" → a whole number.
+    let message = if let Some(ty) = message.strip_prefix("invalid ") {
+        match ty.trim() {
+            "u8" | "u16" | "u32" | "u64" | "usize" => {
+                "expected a whole number, 0 or more".to_string()
+            }
+            "i8" | "i16" | "i32" | "i64" | "isize" => "expected a whole number".to_string(),
+            "f32" | "f64" => "expected a number".to_string(),
+            "bool" => "expected true or false".to_string(),
+            _ => message,
+        }
+    } else {
+        message
+    };
     let blank = text
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
@@ -1237,6 +1255,25 @@ mod tests {
             .unwrap() as u64
             + 1;
         assert_eq!(e.line, line, "{e}");
+    }
+
+    /// A value of the wrong type is named in the file's words, not the parser's type names.
+    #[test]
+    fn wrong_number_type_is_said_in_plain_words() {
+        let key = "maximum-recipients:";
+        let at = SHIPPED_CONFIG
+            .find(key)
+            .expect("shipped config has the key");
+        let end = at + SHIPPED_CONFIG[at..].find('\n').unwrap();
+        let bad = format!(
+            "{}{key} lots{}",
+            &SHIPPED_CONFIG[..at],
+            &SHIPPED_CONFIG[end..]
+        );
+        let errs = Config::parse(&bad, "g.yaml", Path::new("")).unwrap_err();
+        let e = &errs.0[0];
+        assert_eq!(e.key, "maximum-recipients", "{e}");
+        assert_eq!(e.message, "expected a whole number, 0 or more", "{e}");
     }
 
     /// A key indented one column less than the key before it: the error names that key and
