@@ -98,7 +98,7 @@ async fn spool_directory(
         Ok(())
     };
     if let Err(e) = write() {
-        return FaxOutcome::Retry(format!("outbox write failed: {e}"));
+        return FaxOutcome::Retry(format!("outbox {} write failed: {e}", dir.display()));
     }
     let result_path = dir.join(format!("{}.result", job.job));
     let deadline = tokio::time::Instant::now() + wait;

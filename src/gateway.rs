@@ -187,6 +187,19 @@ impl Gateway {
         if let Err(e) = std::fs::create_dir_all(incoming) {
             tracing::warn!("incoming directory {}: {e}", incoming.display());
         }
+        // A spool-directory backend's outbox that cannot be made is said now, not only when
+        // the first fax for it is deferred.
+        for b in &shared.config.backends {
+            if let crate::config::BackendKind::SpoolDirectory { path, .. } = &b.kind {
+                if let Err(e) = std::fs::create_dir_all(path) {
+                    tracing::error!(
+                        backend = %b.name,
+                        "outbox directory {} cannot be created: {e}; faxes for it wait until it can",
+                        path.display()
+                    );
+                }
+            }
+        }
         let found = {
             let index = shared.index();
             shared
