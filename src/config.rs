@@ -477,6 +477,19 @@ fn yaml_error(e: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
         serde_saphyr::Error::SerdeMissingField { field, .. } => field.to_string(),
         _ => key_on_line(text, line).unwrap_or_else(|| "-".into()),
     };
+    if let Some((open_line, open_column, bracket)) = unclosed_flow(text, line) {
+        // An unclosed `[` or `{` (YAML 1.2 §7.4 flow collection): the parser only stops at
+        // a later line; name the line that opened it.
+        return ConfigError {
+            file: file.to_string(),
+            line: open_line,
+            column: open_column,
+            key: key_on_line(text, open_line).unwrap_or_else(|| "-".into()),
+            message: format!(
+                "this `{bracket}` is never closed (the parser stopped at line {line}: {message})"
+            ),
+        };
+    }
     if let Some(misplaced) = misindented_key(&message, text, line) {
         return ConfigError {
             file: file.to_string(),
@@ -489,6 +502,47 @@ fn yaml_error(e: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
         column,
         key,
         message,
+    }
+}
+
+/// The last `[` or `{` still open at the end of the lines before 1-based `line` (outside
+/// quotes and comments), as (line, column, bracket), both 1-based, when the file as a whole
+/// opens more flow collections than it closes; `None` otherwise (a flow collection that goes on
+/// over several lines and is closed later is no error of its own).
+fn unclosed_flow(text: &str, line: u64) -> Option<(u64, u64, char)> {
+    let mut open: Vec<(u64, u64, char)> = Vec::new();
+    let mut at_error: Option<(u64, u64, char)> = None;
+    let mut balance = 0i64;
+    for (n, l) in text.lines().enumerate() {
+        let n = n as u64 + 1;
+        if n == line {
+            at_error = open.last().copied();
+        }
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for (c_at, c) in l.chars().enumerate() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') if prev == ' ' || prev == '\t' => break,
+                (None, '[' | '{') => {
+                    balance += 1;
+                    open.push((n, c_at as u64 + 1, c));
+                }
+                (None, ']' | '}') => {
+                    balance -= 1;
+                    open.pop();
+                }
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    if balance > 0 {
+        at_error
+    } else {
+        None
     }
 }
 
@@ -1255,6 +1309,22 @@ mod tests {
             .unwrap() as u64
             + 1;
         assert_eq!(e.line, line, "{e}");
+    }
+
+    /// An unclosed `[`: the error names the line that opened it, not the later line where the
+    /// parser stopped.
+    #[test]
+    fn unclosed_flow_sequence_names_its_line() {
+        let bad = SHIPPED_CONFIG.replacen("aliases: []", "aliases: [a.example, b.example", 1);
+        assert_ne!(bad, SHIPPED_CONFIG);
+        let errs = Config::parse(&bad, "g.yaml", Path::new("")).unwrap_err();
+        let e = &errs.0[0];
+        let want = bad.lines().position(|l| l.contains("aliases: [a")).unwrap() as u64 + 1;
+        assert_eq!((e.key.as_str(), e.line), ("aliases", want), "{e}");
+        assert!(e.message.contains("never closed"), "{e}");
+        // A flow sequence over several lines, closed later, is not taken for one.
+        let ok = SHIPPED_CONFIG.replacen("aliases: []", "aliases: [\n    a.example,\n  ]", 1);
+        assert!(Config::parse(&ok, "g.yaml", Path::new("")).is_ok());
     }
 
     /// A value of the wrong type is named in the file's words, not the parser's type names.
