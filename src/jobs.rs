@@ -141,8 +141,10 @@ fn apply(row: &mut JobRow, ev: &Event) {
         "mdn_received" => {
             let d = ev.str("disposition").map(str::to_string);
             row.disposition = d.clone();
-            if let Some(r) = recipient {
-                row.recipients.entry(r).or_default().disposition = d;
+            // An MDN's Final-Recipient is the reader's mailbox, often not the address the mail
+            // was sent to (aliases, forwarding): it then stays on the job, not a new recipient.
+            if let Some(known) = recipient.and_then(|r| row.recipients.get_mut(&r)) {
+                known.disposition = d;
             }
         }
         "fax_delivered" | "fax_relayed" | "fax_failed" | "fax_deferred" => {
@@ -192,7 +194,13 @@ fn set_state(row: &mut JobRow, recipient: Option<&str>, state: &str, status: Opt
         r.status = status.map(str::to_string);
     }
     // Whole job: failed if any recipient failed, else its least advanced recipient.
-    let states: Vec<&str> = row.recipients.values().map(|r| r.state.as_str()).collect();
+    // Recipients known only from a report (no state of their own) do not decide it.
+    let states: Vec<&str> = row
+        .recipients
+        .values()
+        .map(|r| r.state.as_str())
+        .filter(|s| !s.is_empty())
+        .collect();
     row.state = if states.contains(&"failed") {
         "failed".into()
     } else {

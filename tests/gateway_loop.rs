@@ -850,6 +850,10 @@ fn reports_in_any_order_give_the_same_final_state() {
     let mdn = Event::new("ON-1", "mdn_received")
         .with("recipient", "a@x")
         .with("disposition", "displayed");
+    // An MDN from the reader's own mailbox, not the address the mail went to (an alias).
+    let aliased_mdn = Event::new("ON-1", "mdn_received")
+        .with("recipient", "alice@elsewhere.example")
+        .with("disposition", "displayed");
     let orders = [
         vec![delayed.clone(), delivered.clone(), mdn.clone()],
         vec![delivered.clone(), delayed.clone(), mdn.clone()],
@@ -859,6 +863,8 @@ fn reports_in_any_order_give_the_same_final_state() {
             delayed.clone(),
             delivered.clone(),
         ],
+        vec![aliased_mdn.clone(), delivered.clone()],
+        vec![delivered.clone(), aliased_mdn.clone()],
     ];
     for order in orders {
         let mut evs = base();
@@ -868,6 +874,11 @@ fn reports_in_any_order_give_the_same_final_state() {
         assert_eq!(row.state, "delivered");
         assert_eq!(row.recipients["a@x"].status.as_deref(), Some("2.0.0"));
         assert_eq!(row.disposition.as_deref(), Some("displayed"));
+        assert_eq!(
+            row.recipients.len(),
+            1,
+            "no recipient made up from a report"
+        );
     }
 }
 
