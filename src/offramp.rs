@@ -757,6 +757,26 @@ pub fn ingest_report(shared: &Shared, id: &str, message: &[u8]) -> IngestOutcome
         receipts::correlate_explained(&parsed, &*idx)
     };
     let outcome = match correlation {
+        // A delivery report that names the job but carries no recipient status (its
+        // message/delivery-status part lost, and no bounce text to read instead): nothing to
+        // record for the job, so it is not counted as correlated.
+        Correlation::Job { job, .. }
+            if report.kind != ReportKind::Mdn && report.recipients.is_empty() =>
+        {
+            shared.record_or_log(
+                Event::new(id, "report_ignored")
+                    .with(
+                        "reason",
+                        format!(
+                            "delivery report for {job} without any recipient status \
+                             (RFC 3464 §2.3 fields)"
+                        ),
+                    )
+                    .with("correlated_job", job.clone())
+                    .with("report_key", key.clone()),
+            );
+            IngestOutcome::NotAReport
+        }
         Correlation::Job { job, matched_by } => {
             let via = serde_json::to_value(matched_by).unwrap_or_default();
             shared.record_or_log(
@@ -798,7 +818,17 @@ pub fn ingest_report(shared: &Shared, id: &str, message: &[u8]) -> IngestOutcome
                         .with("report", id.to_string()),
                 );
             } else {
+                // One event per recipient, status and action: a report repeating a block
+                // (or thousands of them) does not grow the journal. Blocks for addresses the
+                // job was not sent to are kept up to the SMTP recipient limit (RFC 5321
+                // §4.5.3.1.8: 100 per transaction), since a DSN covers at most those.
+                let mut seen = std::collections::HashSet::new();
+                let cap = job_rcpts.len().max(100);
                 for r in &report.recipients {
+                    let key = (ours(r), r.action.clone(), r.status.clone());
+                    if seen.len() >= cap || !seen.insert(key) {
+                        continue;
+                    }
                     shared.record_or_log(
                         Event::new(&job, "dsn_received")
                             .with("recipient", ours(r))

@@ -235,3 +235,67 @@ fn a_read_receipt_without_in_reply_to_correlates_by_references() {
     assert_eq!(c.str("correlated_job"), Some("ON-exchange"));
     assert_eq!(c.str("matched_by"), Some("references"));
 }
+
+/// A real Postfix DSN whose recipient block is repeated 5000 times (as a hostile or broken
+/// report could): the job gets one `dsn_received` for that recipient, not 5000 journal lines.
+/// And a delivery report for the job that lost its status part and has no bounce text: nothing
+/// is recorded for the job, and it is not counted as correlated.
+#[test]
+fn repeated_recipient_blocks_and_a_status_less_report_leave_the_journal_small() {
+    let Some(shared) = shared_dir() else { return };
+    let folder = shared.join("corpus/postfix-dsn");
+    let (answers, dir, journal) = setup(&folder);
+    let a = answers
+        .iter()
+        .find(|a| a["file"] == "success-notify-success-ret-hdrs.eml")
+        .unwrap();
+    let job = a["job"].as_str().unwrap();
+    let mid = a["original_message_id"].as_str().unwrap();
+    journal
+        .append(
+            &Event::new(job, "onramp_submitted")
+                .with("recipient", "alice@example.test")
+                .with("message_id", mid)
+                .with("notify", "SUCCESS,FAILURE,DELAY"),
+        )
+        .unwrap();
+    let text = std::fs::read_to_string(folder.join(a["file"].as_str().unwrap())).unwrap();
+    let start = text.find("Final-Recipient:").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap() + 2;
+    let block = &text[start..end];
+    let big = format!("{}{}{}", &text[..end], block.repeat(4999), &text[end..]);
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("big.eml"), big).unwrap();
+    // The same job's report without its message/delivery-status part and no bounce prose.
+    let headers = format!("Message-ID: {mid}\r\nSubject: fax\r\n");
+    let bare = format!(
+        "From: MAILER-DAEMON@mta.example.test\r\nTo: fax-gw@gw.example.test\r\n\
+         Message-ID: <bare@mta.example.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nSee the attached headers.\r\n\
+         --b\r\nContent-Type: text/rfc822-headers\r\n\r\n{headers}\r\n--b--\r\n"
+    );
+    std::fs::write(inbox.join("bare.eml"), bare).unwrap();
+    ingest(dir.path(), &inbox);
+    let events = read_events(&dir.path().join("journal.jsonl")).unwrap();
+    let dsns: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.job == job && e.event == "dsn_received")
+        .collect();
+    assert_eq!(dsns.len(), 1, "one event for one recipient");
+    assert_eq!(dsns[0].str("action"), Some("delivered"));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event == "report_correlated")
+            .count(),
+        1,
+        "only the report with a recipient status counts as correlated"
+    );
+    let ignored = events
+        .iter()
+        .find(|e| e.event == "report_ignored")
+        .expect("the status-less report is ignored");
+    assert_eq!(ignored.str("correlated_job"), Some(job));
+}
