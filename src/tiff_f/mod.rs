@@ -305,7 +305,8 @@ impl<'a> PageReader<'a> {
 /// MSB-first, then 1-D). A 64-byte Digifax header ("PC Research, Inc") is skipped. Rows are
 /// capped at `limits.max_pixels_per_page / width`.
 ///
-/// Errors: [`ImageError::Corrupt`] when `width` or `y_dpi` is 0 or no row decodes either way;
+/// Errors: [`ImageError::Corrupt`] when `width` or `y_dpi` is 0, the data is empty or all
+/// zero bits, or no row decodes either way;
 /// [`ImageError::Limit`] when one row exceeds the pixel limit.
 pub fn read_raw_g3(
     bytes: &[u8],

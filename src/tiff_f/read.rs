@@ -750,6 +750,14 @@ pub(crate) fn read_raw_g3(
     } else {
         bytes
     };
+    // No code word is all zeros (T.4 §4.1): an empty or all-zero page file is a failed
+    // receive, not a blank page.
+    if body.iter().all(|&b| b == 0) {
+        return Err(corrupt(format!(
+            "raw G3 page holds no coded data ({} octets, all zero)",
+            body.len()
+        )));
+    }
     let max_rows = (limits.max_pixels_per_page / u64::from(width)).min(u64::from(u32::MAX)) as u32;
     if max_rows == 0 {
         return Err(ImageError::Limit(format!(

@@ -721,3 +721,13 @@ fn check_reports_the_width_also_without_resolution_tags() {
         }
     }
 }
+
+/// T.4 §4.1: no code word is all zeros, so an empty or all-zero raw G3 page (a failed receive)
+/// is refused rather than made a blank page.
+#[test]
+fn empty_or_zero_raw_g3_is_refused() {
+    for bytes in [&[][..], &[0u8; 4096][..]] {
+        let e = crate::tiff_f::read_raw_g3(bytes, 1728, 98, &Limits::default()).unwrap_err();
+        assert!(matches!(e, ImageError::Corrupt(_)), "{e}");
+    }
+}
