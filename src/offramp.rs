@@ -818,10 +818,11 @@ pub fn ingest_report(shared: &Shared, id: &str, message: &[u8]) -> IngestOutcome
                         .with("report", id.to_string()),
                 );
             } else {
-                // One event per recipient, status and action: a report repeating a block
-                // (or thousands of them) does not grow the journal. Blocks for addresses the
-                // job was not sent to are kept up to the SMTP recipient limit (RFC 5321
-                // §4.5.3.1.8: 100 per transaction), since a DSN covers at most those.
+                // One event per recipient, action and status: a report repeating a block (or
+                // thousands of them) does not grow the journal. At most as many distinct
+                // blocks as the job has recipients, or the SMTP recipient limit (RFC 5321
+                // §4.5.3.1.8: 100 per transaction) if that is more, since a DSN reports on
+                // the recipients of one transaction.
                 let mut seen = std::collections::HashSet::new();
                 let cap = job_rcpts.len().max(100);
                 for r in &report.recipients {
