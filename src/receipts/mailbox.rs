@@ -107,6 +107,16 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// One message file as an item named by its path; a read error names the path too.
+fn read_item(path: &Path) -> io::Result<MailboxItem> {
+    std::fs::read(path)
+        .map(|bytes| MailboxItem {
+            source: path.display().to_string(),
+            bytes,
+        })
+        .map_err(|e| named(path, e))
+}
+
 impl Iterator for MailboxIter {
     type Item = io::Result<MailboxItem>;
 
@@ -116,25 +126,11 @@ impl Iterator for MailboxIter {
             Inner::One(path) => {
                 let path = std::mem::take(path);
                 self.inner = Inner::Done;
-                Some(
-                    std::fs::read(&path)
-                        .map(|bytes| MailboxItem {
-                            source: path.display().to_string(),
-                            bytes,
-                        })
-                        .map_err(|e| named(&path, e)),
-                )
+                Some(read_item(&path))
             }
             Inner::Files(files) => {
                 let path = files.next()?;
-                Some(
-                    std::fs::read(&path)
-                        .map(|bytes| MailboxItem {
-                            source: path.display().to_string(),
-                            bytes,
-                        })
-                        .map_err(|e| named(&path, e)),
-                )
+                Some(read_item(&path))
             }
             Inner::Mbox {
                 name,
