@@ -137,22 +137,24 @@ pub async fn run(workdir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     println!();
     print!("{}", format_table(&rows));
     println!();
-    let temp = match (temp, &outcome) {
-        (Some(t), Ok(())) => Some(t),
-        (t, _) => {
-            // Kept: the caller's --workdir, or a failed demo's files to look at.
-            if let Some(t) = t {
-                let _ = t.keep();
-            }
-            println!("journal: {}", workdir.join("journal.jsonl").display());
-            println!("faxes:   {}", workdir.join("outbox").display());
+    // A temporary directory is removed after a demo that succeeded; the caller's --workdir,
+    // or a failed demo's files to look at, are kept and named.
+    let remove = match temp {
+        Some(t) if outcome.is_ok() => Some(t),
+        Some(t) => {
+            let _ = t.keep();
             None
         }
+        None => None,
     };
+    if remove.is_none() {
+        println!("journal: {}", workdir.join("journal.jsonl").display());
+        println!("faxes:   {}", workdir.join("outbox").display());
+    }
     match outcome {
         Ok(()) => {
             println!("demo complete: every fax went fax -> mail -> fax and its DSN came back");
-            if let Some(t) = temp {
+            if let Some(t) = remove {
                 if let Err(e) = t.close() {
                     eprintln!("t37gw demo: cannot remove {}: {e}", workdir.display());
                 }
