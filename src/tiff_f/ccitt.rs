@@ -59,7 +59,7 @@ const MODE_BITS: u32 = 7;
 /// [`VERTICAL`].
 const PASS: u8 = 1 << 3;
 const HORIZONTAL: u8 = 2 << 3;
-/// Entry bit of a vertical mode that is not the first of a V0 string (see `row_2d`).
+/// Entry bit of a vertical mode that is not the first of a V0 string (see [`modes`]).
 const VERTICAL: u8 = 0x80;
 /// Code length bits of a mode table entry.
 const LEN: u8 = 7;
@@ -75,6 +75,14 @@ struct Tables {
     pair: [Vec<u16>; 2],
     /// See [`PASS`], [`HORIZONTAL`], [`VERTICAL`]; code length 0 = no such code word.
     mode: [u8; 1 << MODE_BITS],
+    /// The vertical modes of `mode` in three tables that the 2-D decode loop ([`modes`]) reads
+    /// at the same index: the code length (0: not a vertical mode, or the start of a V0 string),
+    /// a1 − b1 (−3 to 3), and where the search for the next b1 starts, as an offset from b1's
+    /// index minus one: 0 for the VL modes (the change before b1), 2 for the others (the change
+    /// after b1).
+    vlen: [u8; 1 << MODE_BITS],
+    vd: [i32; 1 << MODE_BITS],
+    vfrom: [u8; 1 << MODE_BITS],
 }
 
 /// Bits of the two-run table index.
@@ -140,7 +148,12 @@ fn tables() -> &'static Tables {
         for e in &mut mode[((1 << V0_STRING) - 1) << (MODE_BITS - V0_STRING)..] {
             *e &= !VERTICAL;
         }
+        let vertical = |e: u8| e & VERTICAL != 0;
+        let d = |e: u8| i32::from(e >> 3 & 15) - 3;
         Tables {
+            vlen: mode.map(|e| if vertical(e) { e & LEN } else { 0 }),
+            vd: mode.map(|e| if vertical(e) { d(e) } else { 0 }),
+            vfrom: mode.map(|e| if vertical(e) && d(e) >= 0 { 2 } else { 0 }),
             white: build(false, WHITE_BITS),
             black: build(true, BLACK_BITS),
             pair: [pair(false), pair(true)],
@@ -154,20 +167,28 @@ fn tables() -> &'static Tables {
 fn load(data: &[u8], i: usize) -> u64 {
     match data.get(i..i + 8) {
         Some(b) => u64::from_be_bytes(b.try_into().unwrap_or([0; 8])),
-        None => {
-            let mut b = [0u8; 8];
-            if let Some(rest) = data.get(i..) {
-                b[..rest.len()].copy_from_slice(rest);
-            }
-            u64::from_be_bytes(b)
-        }
+        None => load_tail(data, i),
     }
+}
+
+/// [`load`] within 8 bytes of the end (once or twice per strip): out of line, so that the decode
+/// loops keep their values in registers across it.
+#[cold]
+#[inline(never)]
+fn load_tail(data: &[u8], i: usize) -> u64 {
+    let mut b = [0u8; 8];
+    if let Some(rest) = data.get(i..) {
+        let n = rest.len().min(8);
+        b[..n].copy_from_slice(&rest[..n]);
+    }
+    u64::from_be_bytes(b)
 }
 
 /// MSB-first bit reader with a 64-bit buffer refilled without branches (whole bytes, keeping
 /// 56 to 63 bits); reads past the end give zero bits (no code word is all zeros, so a decode
 /// running off the end stops on an invalid code), and the position is checked against the end
 /// of the data per row.
+#[derive(Clone, Copy)]
 struct Reader<'a> {
     data: &'a [u8],
     /// The next bits, MSB first; bits below the top `n` are the following stream bits or zero.
@@ -287,12 +308,13 @@ const _: () = assert!(TAIL >= 3, "the vertical step reads up to two past b1");
 /// Leading V0 modes (1 bits) from which a string of V0 modes is copied from the reference row
 /// rather than decoded one vertical mode at a time.
 const V0_STRING: u32 = 3;
-/// Vertical modes decoded per refill of the bit buffer (each at most 7 bits, and the buffer
-/// holds at least 56 after a refill; 4 measured no faster than 2).
-const VERTICAL_PER_REFILL: usize = 2;
 /// Reference changes copied at once for a string of V0 modes (whole, whatever the count used;
 /// the row buffers have that much slack past their trailing widths).
 const COPY: usize = 8;
+
+/// Length of the change rows of the common widths (up to 4082 pixels), for which the 2-D decode
+/// is compiled with the length as a constant.
+const FIXED: usize = 4096;
 
 /// A row of changing elements: `HEAD` sentinels, the changes, `TAIL` copies of the width, then
 /// unused entries up to a power-of-two length (see [`Changes::mask`]).
@@ -305,7 +327,9 @@ struct Changes {
 
 impl Changes {
     fn new(width: u32) -> Self {
-        let len = (HEAD + width as usize + TAIL + COPY).next_power_of_two();
+        let len = (HEAD + width as usize + TAIL + COPY)
+            .next_power_of_two()
+            .max(FIXED);
         let mut v = vec![i32::MIN; len];
         v[HEAD..HEAD + TAIL].fill(width as i32);
         Changes { v, n: HEAD }
@@ -397,123 +421,180 @@ fn horizontal(
     Ok((a1, a2))
 }
 
-/// One 2-D row (T.4 §4.2.1.3, T.6 §2.2) into `cur` against `refl`.
-///
-/// `ib` indexes b1 (the first reference change right of a0 of the colour opposite to a0's); its
-/// parity is a0's colour (odd = black), and it only moves right except for one step back after
-/// VL modes. Both rows are indexed through [`Changes::mask`]: the sentinels keep every index
-/// below the buffer's length (see the comments below), and the mask lets the compiler see that
-/// without a bounds check per access.
+/// The bit buffer `buf` of a [`Reader`] with its `n` valid bits marked by a 1 bit right below
+/// them (the bits below the marker zero): [`modes`] counts no bits, it only shifts, and the
+/// marker's position tells how many bits are left.
+#[inline(always)]
+fn mark(buf: u64, n: u32) -> u64 {
+    buf & !(u64::MAX >> n) | 1u64 << (63 - n)
+}
+
+/// [`mark`] undone: the buffer and its number of valid bits.
+#[inline(always)]
+fn unmark(buf: u64) -> (u64, u32) {
+    (buf & buf.wrapping_sub(1), 63 - buf.trailing_zeros())
+}
+
+/// A marked buffer with fewer than 7 valid bits (a whole mode code may not be in it).
+const LOW7: u64 = (1 << 57) - 1;
+
+/// State of a 2-D row decode, between [`row_2d`] and [`modes`].
+struct Row2d<'a> {
+    r: Reader<'a>,
+    /// b1's index minus one.
+    base: usize,
+    /// Index of the coding row's next change (`HEAD` + the changes so far).
+    out: usize,
+    a0: i32,
+}
+
+/// The vertical, pass and V0-string modes of a 2-D row from `st` on, until a horizontal mode
+/// (left in the bit buffer for [`row_2d`]), an invalid code or the row's end (`st.a0 == w`).
+/// Separate from [`row_2d`] so that its loop keeps every value in a register.
 #[inline(never)]
-fn row_2d(
-    r: &mut Reader,
+fn modes<const N: usize>(
+    t: &Tables,
+    refl: &Changes,
+    cv: &mut [i32],
+    w: i32,
+    st: &mut Row2d,
+) -> Result<(), Unclean> {
+    let m = if N > 0 { N - 1 } else { refl.mask() };
+    let rv = &refl.v[..=m];
+    let cv = &mut cv[..=m];
+    let ends = refl.n;
+    let mut r = st.r;
+    let Row2d {
+        mut base,
+        mut out,
+        mut a0,
+        ..
+    } = *st;
+    r.refill();
+    let mut buf = mark(r.buf, r.n);
+    loop {
+        let idx = (buf >> (64 - MODE_BITS)) as usize;
+        let len = t.vlen[idx];
+        if len != 0 {
+            // VL3..VR3, V0 included, branch-free but for rare long searches. The next b1 has
+            // the other colour: `lo + 1` (one step back for VL, forward otherwise) or two
+            // further. All three reference changes are loaded at once from `base`, so the step
+            // costs one load latency, not two in a row. `base >= HEAD - 1` (the change before b1
+            // is the sentinel `i32::MIN` at `HEAD - 1`, never right of a1), and the reads stay
+            // within the row's changes and trailing widths: a b1 at the trailing widths gives
+            // a1 >= w (row end or error) unless a1 < b1. The check on `base` (never taken) is
+            // what lets the compiler drop the bounds checks of the three reads.
+            buf <<= len;
+            let d = t.vd[idx];
+            let k = usize::from(t.vfrom[idx] & 2);
+            if base >= m - 4 {
+                return Err(Unclean);
+            }
+            let lo = base + k;
+            let (b1, c0, c2) = (rv[base + 1], rv[lo], rv[lo + 2]);
+            let a1 = b1 + d;
+            if a1 <= a0 {
+                return Err(Unclean);
+            }
+            if a1 >= w {
+                if a1 > w {
+                    return Err(Unclean);
+                }
+                a0 = w;
+                break;
+            }
+            cv[out & m] = a1;
+            out += 1;
+            a0 = a1;
+            base = (lo + 2 * usize::from(c0 <= a0)).wrapping_sub(1);
+            if c2 <= a0 {
+                // Rare (VR2, VR3 over short reference runs): on in steps of two.
+                while rv[(base + 1) & m] <= a0 {
+                    base += 2;
+                }
+            }
+        } else if buf >> (64 - V0_STRING) == (1 << V0_STRING) - 1 {
+            // At least `V0_STRING` V0 modes (a1 = b1), as many in a row as the buffer shows (up
+            // to `COPY`), while b1 is a change: the reference changes are copied as they are.
+            // Shorter strings take the vertical path above (one branch less to mispredict where
+            // V0, VL1 and VR1 come in no predictable order, as on dithered pages).
+            let ib = base + 1;
+            let valid = 63 - buf.trailing_zeros();
+            let k = (buf.leading_ones().min(valid) as usize)
+                .min(ends.saturating_sub(ib))
+                .min(COPY);
+            if k == 0 {
+                // b1 is the end of the row.
+                buf <<= 1;
+                a0 = w;
+                break;
+            }
+            cv[out..out + COPY].copy_from_slice(&rv[ib..ib + COPY]);
+            out += k;
+            base += k;
+            a0 = rv[base & m];
+            buf <<= k;
+        } else if t.mode[idx] == PASS | 4 {
+            buf <<= 4;
+            base += 2;
+            a0 = rv[base & m];
+            if a0 >= w {
+                break;
+            }
+        } else {
+            break;
+        }
+        if buf & LOW7 == 0 {
+            (r.buf, r.n) = unmark(buf);
+            r.refill();
+            buf = mark(r.buf, r.n);
+        }
+    }
+    (r.buf, r.n) = unmark(buf);
+    *st = Row2d { r, base, out, a0 };
+    Ok(())
+}
+
+/// One 2-D row (T.4 §4.2.1.3, T.6 §2.2) into `cur` against `refl`: the modes other than
+/// horizontal in [`modes`], the horizontal ones here.
+///
+/// The index of b1 (the first reference change right of a0 of the colour opposite to a0's) has
+/// a0's colour as its parity (odd = black), and it only moves right except for one step back
+/// after VL modes. Both rows are indexed through [`Changes::mask`]: the sentinels keep every
+/// index below the buffer's length, and the mask lets the compiler see that without a bounds
+/// check per access. `N` is the rows' length when it is [`FIXED`], or 0.
+#[inline(never)]
+fn row_2d<const N: usize>(
+    reader: &mut Reader,
     t: &Tables,
     cur: &mut Changes,
     refl: &Changes,
     w: i32,
 ) -> Result<(), Unclean> {
-    let m = refl.mask();
-    let rv = &refl.v[..=m];
-    let cv = &mut cur.v[..=m];
-    let mut n = HEAD;
-    let mut a0: i32 = -1;
-    let mut ib = HEAD;
-    while a0 < w {
-        // The mode is read from the bits before the refill: the refill only ORs bits in below
-        // the `n` valid ones, so the table look-up need not wait for the refill's load. Every
-        // path below consumes at most 16 bits after its last refill (a mode code and a
-        // terminating code, up to `VERTICAL_PER_REFILL` vertical modes, or up to `COPY` V0 modes),
-        // so `n >= 40` here; the guard (never
-        // taken) keeps a wrong mode from being read should that ever change.
-        let peek = r.buf;
-        if r.n < MODE_BITS {
-            return Err(Unclean);
+    let m = if N > 0 { N - 1 } else { refl.mask() };
+    let mut st = Row2d {
+        r: *reader,
+        base: HEAD - 1,
+        out: HEAD,
+        a0: -1,
+    };
+    loop {
+        modes::<N>(t, refl, &mut cur.v, w, &mut st)?;
+        if st.a0 >= w {
+            break;
         }
+        // What `modes` leaves is a horizontal mode or an invalid code.
+        let r = &mut st.r;
         r.refill();
-        if peek >> (64 - V0_STRING) == (1 << V0_STRING) - 1 {
-            // At least `V0_STRING` V0 modes (a1 = b1), as many in a row as the buffer shows (up
-            // to `COPY`), while b1 is a change: the reference changes are copied as they are.
-            // Shorter strings take the vertical path below (one branch less to mispredict where
-            // V0, VL1 and VR1 come in no predictable order, as on dithered pages).
-            let k = (r.buf.leading_ones().min(r.n) as usize)
-                .min(refl.n.saturating_sub(ib))
-                .min(COPY);
-            if k == 0 {
-                // b1 is the end of the row.
-                r.consume(1);
-                break;
-            }
-            cv[n..n + COPY].copy_from_slice(&rv[ib..ib + COPY]);
-            n += k;
-            ib += k;
-            a0 = rv[(ib - 1) & m];
-            r.consume(k as u32);
-            continue;
-        }
-        let e = t.mode[(peek >> (64 - MODE_BITS)) as usize];
-        if e & VERTICAL != 0 {
-            // VL3..VR3, V0 included: branch-free but for rare long searches. For V0 the next b1
-            // is one step forward (the change after b1 = a1 lies right of a1), or b1 was the
-            // end of the row (a1 = w, the row ends; that change is dropped after the loop). Up to
-            // `VERTICAL_PER_REFILL` vertical modes per refill; a following mode that is not
-            // vertical, or starts a V0 string, goes round the loop.
-            let mut e = e;
-            for _ in 0..VERTICAL_PER_REFILL {
-                r.consume(u32::from(e & LEN));
-                let d = i32::from(e >> 3 & 15) - 3;
-                // The next b1 has the other colour: `lo` (one step back for VL, forward
-                // otherwise) or two further. All three reference changes are loaded at once
-                // from `ib`, so the step costs one load latency, not two in a row. `ib >= HEAD`
-                // (the change before b1 is the sentinel `i32::MIN` at `HEAD - 1`, never right
-                // of a1, so `ib` never goes below `HEAD`), and the reads stay within the row's
-                // changes and trailing widths: a b1 at the trailing widths gives a1 >= w (row
-                // end or error) unless d < 0. The check on `base` (never taken) is what lets the
-                // compiler drop the bounds checks of the three reads; it is a predicted branch,
-                // where masking the indices put an instruction into the chain from one b1 to the
-                // next (measured: the dithered pages decode about 4 % faster).
-                let base = ib.wrapping_sub(1);
-                if base >= m - 4 {
-                    return Err(Unclean);
-                }
-                let lo = base + 2 * usize::from(d >= 0);
-                let (b1, c0, c2) = (rv[base + 1], rv[lo], rv[lo + 2]);
-                let a1 = b1 + d;
-                if a1 <= a0 || a1 > w {
-                    return Err(Unclean);
-                }
-                // A change at `w` (the row's end) is counted too and taken off below.
-                cv[n & m] = a1;
-                n += 1;
-                a0 = a1;
-                if a0 >= w {
-                    break;
-                }
-                ib = lo + 2 * usize::from(c0 <= a0);
-                if c2 <= a0 {
-                    // Rare (VR2, VR3 over short reference runs): on in steps of two.
-                    while rv[ib & m] <= a0 {
-                        ib += 2;
-                    }
-                }
-                e = t.mode[(r.buf >> (64 - MODE_BITS)) as usize];
-                if e & VERTICAL == 0 {
-                    break;
-                }
-            }
-            continue;
-        }
-        let len = u32::from(e & LEN);
-        if len == 0 {
+        if t.mode[(r.buf >> (64 - MODE_BITS)) as usize] != HORIZONTAL | 3 {
             return Err(Unclean);
         }
-        r.consume(len);
-        if e & !LEN == PASS {
-            a0 = rv[(ib + 1) & m];
-            ib += 2;
-            continue;
-        }
-        // Horizontal.
-        let (a1, a2) = horizontal(r, t, ib & 1 == 1, a0.max(0), w)?;
+        r.consume(3);
+        let ib = st.base + 1;
+        let (a1, a2) = horizontal(r, t, ib & 1 == 1, st.a0.max(0), w)?;
+        let cv = &mut cur.v[..=m];
+        let rv = &refl.v[..=m];
+        let mut n = st.out;
         for x in [a1, a2] {
             // `Changes::push` on the local count.
             if cv[(n - 1) & m] == x {
@@ -523,19 +604,23 @@ fn row_2d(
                 n += 1;
             }
         }
-        a0 = a2;
-        if a0 >= w {
+        st.out = n;
+        st.a0 = a2;
+        if a2 >= w {
             break;
         }
-        while rv[ib & m] <= a0 {
-            ib += 2;
+        while rv[(st.base + 1) & m] <= a2 {
+            st.base += 2;
         }
     }
+    let cv = &mut cur.v[..=m];
+    let mut n = st.out;
     if cv[(n - 1) & m] == w {
         n -= 1;
     }
     cur.n = n;
     cur.finish(w);
+    *reader = st.r;
     Ok(())
 }
 
@@ -687,7 +772,11 @@ fn decode_strip(
         if one_d {
             mh_row(&mut r, t, cur, w)?;
         } else {
-            row_2d(&mut r, t, cur, refl, w)?;
+            if cur.v.len() == FIXED && refl.v.len() == FIXED {
+                row_2d::<FIXED>(&mut r, t, cur, refl, w)?;
+            } else {
+                row_2d::<0>(&mut r, t, cur, refl, w)?;
+            }
         }
         if r.pos() > r.end {
             return Err(Unclean);
