@@ -102,6 +102,21 @@ pub(crate) struct RowBits<'a> {
 }
 
 impl RowBits<'_> {
+    /// [`RowBits::put`] for a `code` with no bits above its `len` (the encoders' tables):
+    /// nothing to mask.
+    #[inline(always)]
+    pub(crate) fn put_clean(&mut self, code: u32, len: u32) {
+        debug_assert!(len <= 32 && u64::from(code) >> len == 0);
+        self.acc = (self.acc << len) | u64::from(code);
+        self.n += len;
+        let word = (self.acc << (63 - self.n)) << 1;
+        if let Some(dst) = self.buf.get_mut(self.pos..).and_then(|b| b.first_chunk_mut::<8>()) {
+            *dst = word.to_be_bytes();
+        }
+        self.pos += (self.n / 8) as usize;
+        self.n &= 7;
+    }
+
     /// Append the low `len` bits of `code` (`len` at most 32).
     #[inline(always)]
     pub(crate) fn put(&mut self, code: u32, len: u32) {
@@ -159,6 +174,22 @@ pub(crate) fn changes(row: &[u8], width: u32, out: &mut Vec<u32>) {
     for_each_change(row, width, |x| out.push(x));
 }
 
+/// Call `f` with `base` + the index of every 1 bit of `t` (MSB = index 0), in increasing
+/// order. The bits are reversed first so that each step clears the lowest 1 bit
+/// (`t & (t - 1)`), which does not wait for the bit scan: clearing the highest one does, and
+/// on a dithered page (a change every pixel or two) that chain is what the encoders wait on.
+#[inline(always)]
+fn take_changes(t: u64, base: u32, f: &mut impl FnMut(u32)) {
+    if t == 0 {
+        return;
+    }
+    let mut t = t.reverse_bits();
+    while t != 0 {
+        f(base + t.trailing_zeros());
+        t &= t - 1;
+    }
+}
+
 /// Call `f` with every changing element of one packed row (see [`changes`]), left to right;
 /// `width` must be at most `row.len() * 8`.
 #[inline(always)]
@@ -169,13 +200,9 @@ pub(crate) fn for_each_change(row: &[u8], width: u32, mut f: impl FnMut(u32)) {
     let mut base = 0u32;
     for c in row.chunks_exact(8).take(full) {
         let w = u64::from_be_bytes(c.try_into().unwrap_or([0; 8]));
-        let mut t = w ^ ((w >> 1) | carry);
+        let t = w ^ ((w >> 1) | carry);
         carry = w << 63;
-        while t != 0 {
-            let z = t.leading_zeros();
-            f(base + z);
-            t ^= 1u64 << 63 >> z;
-        }
+        take_changes(t, base, &mut f);
         base += 64;
     }
     let rest_bits = width % 64;
@@ -186,12 +213,8 @@ pub(crate) fn for_each_change(row: &[u8], width: u32, mut f: impl FnMut(u32)) {
         let mut b = [0u8; 8];
         b[..rest.len()].copy_from_slice(rest);
         let w = u64::from_be_bytes(b);
-        let mut t = (w ^ ((w >> 1) | carry)) & (!0u64 << (64 - rest_bits));
-        while t != 0 {
-            let z = t.leading_zeros();
-            f(base + z);
-            t ^= 1u64 << 63 >> z;
-        }
+        let t = (w ^ ((w >> 1) | carry)) & (!0u64 << (64 - rest_bits));
+        take_changes(t, base, &mut f);
     }
 }
 

@@ -29,7 +29,13 @@ struct RunCodes {
 struct Tables {
     white: RunCodes,
     black: RunCodes,
+    /// `white.full` at 0 and `black.full` at [`BOTH_HALF`], for [`put_mh_row_bits`].
+    both: Box<[u32; 2 * BOTH_HALF]>,
 }
+
+/// Offset of the black codes in [`Tables::both`] (a power of two above [`FULL_RUNS`]).
+const BOTH_HALF: usize = 4096;
+const _: () = assert!(BOTH_HALF >= FULL_RUNS && BOTH_HALF.is_power_of_two());
 
 fn tables() -> &'static Tables {
     static T: OnceLock<Tables> = OnceLock::new();
@@ -59,10 +65,11 @@ fn tables() -> &'static Tables {
             }
             t
         };
-        Tables {
-            white: build(maps::white::encode),
-            black: build(maps::black::encode),
-        }
+        let (white, black) = (build(maps::white::encode), build(maps::black::encode));
+        let mut both = Box::new([0u32; 2 * BOTH_HALF]);
+        both[..FULL_RUNS].copy_from_slice(&white.full);
+        both[BOTH_HALF..BOTH_HALF + FULL_RUNS].copy_from_slice(&black.full);
+        Tables { white, black, both }
     })
 }
 
@@ -110,22 +117,35 @@ fn put_run(out: &mut RowBits, t: &RunCodes, n: u32) {
             full.get(n as usize).copied().unwrap_or(0)
         }
     };
-    out.put(e >> 5, e & 31);
+    out.put_clean(e >> 5, e & 31);
 }
 
 /// One MH-coded row straight from its packed bits (T.4 §4.1.1): changing elements are found
 /// and coded in one pass, without a changes vector. `width` ≤ `row.len() * 8`.
+///
+/// Written out for the common case (runs of at most 2623 pixels, [`FULL_RUNS`]) with the
+/// writer's state in locals: the colour is an offset into one table of both colours'
+/// codes, so the loop has no select and keeps its values in registers.
 #[inline(always)]
 fn put_mh_row_bits(out: &mut RowBits, row: &[u8], width: u32) {
     let t = tables();
-    let mut black = false;
+    let both = &t.both;
+    let mut off = 0usize;
     let mut pos = 0u32;
+    let run = |out: &mut RowBits, n: u32, off: usize| {
+        if n < FULL_RUNS as u32 {
+            let e = both[(off | n as usize) & (2 * BOTH_HALF - 1)];
+            out.put_clean(e >> 5, e & 31);
+        } else {
+            put_run(out, if off != 0 { &t.black } else { &t.white }, n);
+        }
+    };
     for_each_change(row, width, |c| {
-        put_run(out, if black { &t.black } else { &t.white }, c - pos);
-        black = !black;
+        run(out, c - pos, off);
+        off ^= BOTH_HALF;
         pos = c;
     });
-    put_run(out, if black { &t.black } else { &t.white }, width - pos);
+    run(out, width - pos, off);
 }
 
 /// Bytes one coded row can take at most, with its EOL and tag bit: every run code is at most
