@@ -166,7 +166,7 @@ pub(crate) fn set_run(row: &mut [u8], start: u32, end: u32) {
 /// `out` is cleared first.
 ///
 /// Works 64 pixels at a time: `w ^ (w >> 1 | carry)` has a 1 bit at each changing element of
-/// the word, and those are taken off with `leading_zeros`; bits past `width` are masked off.
+/// the word, and those are taken off by [`take_changes`]; bits past `width` are masked off.
 pub(crate) fn changes(row: &[u8], width: u32, out: &mut Vec<u32>) {
     out.clear();
     let width = width.min((row.len() as u32).saturating_mul(8));

@@ -317,7 +317,7 @@ const COPY: usize = 8;
 const FIXED: usize = 4096;
 
 /// A row of changing elements: `HEAD` sentinels, the changes, `TAIL` copies of the width, then
-/// unused entries up to a power-of-two length (see [`Changes::mask`]).
+/// unused entries up to a power-of-two length of at least [`FIXED`] (see [`Changes::mask`]).
 #[derive(Default)]
 struct Changes {
     v: Vec<i32>,
