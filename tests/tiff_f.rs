@@ -653,6 +653,73 @@ fn raw_g3_matches_fax2tiff_in_both_bit_orders() {
     }
 }
 
+/// The first strip of a little-endian TIFF's first directory (tags 273 and 279, one value each).
+fn first_strip(b: &[u8]) -> &[u8] {
+    let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
+    let ifd = u32_at(4);
+    let count = (0..u16_at(ifd))
+        .map(|k| ifd + 2 + 12 * k)
+        .find(|&e| u16_at(e) == 279)
+        .map(|e| {
+            if u16_at(e + 2) == 3 {
+                u16_at(e + 8)
+            } else {
+                u32_at(e + 8)
+            }
+        })
+        .expect("StripByteCounts");
+    let at = first_strip_offset(b);
+    &b[at..at + count]
+}
+
+/// A clean T.4 2-D (MR) page as a raw stream: the strip of `tiffcp -c g3:2d` (an EOL and a tag
+/// bit before every line, T.4 §4.2), alone and with an RTC (six EOLs each with tag bit 1,
+/// T.4 §4.2.4) after it, in both bit orders, decodes to libtiff's pixels. It used to be read as
+/// 1-D: that reading gives a row for every EOL, each one damaged, and the choice between the
+/// readings counted all rows.
+#[test]
+fn raw_g3_two_dimensional_matches_libtiff() {
+    if !have_tool("tiffcp") {
+        return;
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
+    let dir = tempfile::tempdir().unwrap();
+    let mr = dir.path().join("mr.tif");
+    run(Command::new("tiffcp")
+        .args(["-c", "g3:2d", "-r", "100000"])
+        .arg(&src)
+        .arg(&mr))
+    .unwrap();
+    let (tw, th, theirs) = tiffcp_none(&mr).unwrap().remove(0);
+    let file = std::fs::read(&mr).unwrap();
+    let strip = first_strip(&file).to_vec();
+    // RTC: six times EOL (000000000001) and tag bit 1, 78 bits, then zero bits to the octet.
+    let mut rtc_bits = String::new();
+    for _ in 0..6 {
+        rtc_bits.push_str("0000000000011");
+    }
+    rtc_bits.push_str("00");
+    let rtc: Vec<u8> = rtc_bits
+        .as_bytes()
+        .chunks(8)
+        .map(|c| c.iter().fold(0u8, |acc, &b| acc << 1 | (b - b'0')))
+        .collect();
+    let with_rtc = [strip.clone(), rtc].concat();
+    for (name, msb) in [("strip", strip), ("strip + RTC", with_rtc)] {
+        let lsb: Vec<u8> = msb.iter().map(|b| b.reverse_bits()).collect();
+        for (order, bytes) in [("MSB", &msb), ("LSB", &lsb)] {
+            let ours = tiff_f::read_raw_g3(bytes, tw, 196, &Limits::default()).unwrap();
+            let p = &ours[0];
+            assert_eq!((p.width, p.height), (tw, th), "{name}, {order} first: size");
+            assert!(
+                p.data == theirs,
+                "{name}, {order} first: pixels differ from libtiff"
+            );
+        }
+    }
+}
+
 #[test]
 fn raw_g3_gopher_matches_its_png() {
     let Some(shared) = shared() else { return };

@@ -110,7 +110,11 @@ impl RowBits<'_> {
         self.acc = (self.acc << len) | u64::from(code);
         self.n += len;
         let word = (self.acc << (63 - self.n)) << 1;
-        if let Some(dst) = self.buf.get_mut(self.pos..).and_then(|b| b.first_chunk_mut::<8>()) {
+        if let Some(dst) = self
+            .buf
+            .get_mut(self.pos..)
+            .and_then(|b| b.first_chunk_mut::<8>())
+        {
             *dst = word.to_be_bytes();
         }
         self.pos += (self.n / 8) as usize;

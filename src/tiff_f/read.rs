@@ -781,6 +781,8 @@ pub(crate) fn read_raw_g3(
             };
             let res = hayro_ccitt::decode(input, &mut rows, &mut DecoderContext::new(settings));
             let mut err = res.err().map(|e| e.to_string());
+            // Damaged rows among the decoded ones (a failed decode stops before its bad row).
+            let mut damaged = 0;
             if mode == EncodingMode::Group3_1D {
                 // Resynchronise on EOLs past damaged lines, as fax receivers do; taken when the
                 // plain decode failed, or stopped more than one line short of it (a lone
@@ -790,6 +792,7 @@ pub(crate) fn read_raw_g3(
                     || data.len() > rows.data.len() + stride
                 {
                     rows.data = data;
+                    damaged = bad;
                     err =
                         (bad > 0).then(|| format!("{bad} damaged lines, white from the damage on"));
                 }
@@ -797,11 +800,15 @@ pub(crate) fn read_raw_g3(
             let n = rows.data.len() / stride;
             tracing::debug!("raw G3 candidate lsb={lsb_first} {mode:?}: {n} rows, {err:?}");
             // More rows wins, 2-D readings needing 10 % more (1-D data read as 2-D can run on
-            // as garbage); on a tie, a clean decode; then MSB-first and 1-D first.
+            // as garbage, even without an invalid code); on a tie, a clean decode; then
+            // MSB-first and 1-D first. A reading with most of its lines damaged counts only
+            // its undamaged ones: 2-D data read as 1-D still gives a row for every EOL, nearly
+            // all of them damaged, and must not win over the clean 2-D reading.
+            let counted = if damaged * 2 > n { n - damaged } else { n };
             let score = if mode == EncodingMode::Group3_1D {
-                n * 11
+                counted * 11
             } else {
-                n * 10
+                counted * 10
             };
             let better = match &best {
                 None => true,
