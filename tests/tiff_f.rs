@@ -673,6 +673,68 @@ fn first_strip(b: &[u8]) -> &[u8] {
     &b[at..at + count]
 }
 
+/// A T.4 1-D line of the wrong length (a bit flipped in the strip, so that the line's runs add
+/// up to more or fewer than its 1728 pixels before the next EOL, T.4 §4.1.1) is damage at the row
+/// where libtiff warns of it ("Line length mismatch" or "Premature EOL at line N"), though it
+/// decodes as far as it goes. It used to be reported as a clean page: the general decoder, like
+/// libtiff, goes on at the next EOL without an error.
+#[test]
+fn mh_line_of_the_wrong_length_is_damage_where_libtiff_sees_it() {
+    if !have_tool("tiffcp") || !have_tool("tiffinfo") {
+        return;
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
+    let dir = tempfile::tempdir().unwrap();
+    let mh = dir.path().join("mh.tif");
+    run(Command::new("tiffcp")
+        .args(["-c", "g3:1d", "-r", "100000"])
+        .arg(&src)
+        .arg(&mh))
+    .unwrap();
+    let clean = std::fs::read(&mh).unwrap();
+    let at = first_strip_offset(&clean);
+    let len = first_strip(&clean).len();
+    let mut checked = 0;
+    for k in 0..300 {
+        let mut b = clean.clone();
+        b[at + len / 4 + k * 13] ^= 0x80 >> (k % 8);
+        let file = dir.path().join("bad.tif");
+        std::fs::write(&file, &b).unwrap();
+        let r = Command::new("tiffinfo")
+            .arg("-D")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        // Only flips that libtiff sees as exactly one line of the wrong length.
+        let [line] = lines[..] else { continue };
+        let Some(row) = ["Line length mismatch at line ", "Premature EOL at line "]
+            .iter()
+            .find_map(|m| line.split(m).nth(1)?.split(' ').next()?.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let pages = tiff_f::read_pages_report(&b, &Limits::default(), Bilevel::default()).unwrap();
+        let damage = pages[0].damage.clone().unwrap_or_default();
+        // Named as the first damaged line, or (a flip that loses the last line) as where the
+        // clean rows end.
+        let named = damage.contains(&format!("the first at row {row}"))
+            || damage.contains(&format!("({row} of "));
+        assert!(
+            pages[0].damaged_rows >= 1 && named,
+            "libtiff: {line}; ours: {} damaged rows, {damage:?}",
+            pages[0].damaged_rows
+        );
+        eprintln!("libtiff: {line}; ours: {damage}");
+        checked += 1;
+        if checked == 5 {
+            break;
+        }
+    }
+    assert!(checked > 0, "no flip gave libtiff's single length warning");
+}
+
 /// A clean T.4 2-D (MR) page as a raw stream: the strip of `tiffcp -c g3:2d` (an EOL and a tag
 /// bit before every line, T.4 §4.2), alone and with an RTC (six EOLs each with tag bit 1,
 /// T.4 §4.2.4) after it, in both bit orders, decodes to libtiff's pixels. It used to be read as

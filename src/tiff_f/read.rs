@@ -441,7 +441,7 @@ fn read_page(
         decoded += got;
         if let (None, Some(e)) = (&first_error, err) {
             first_error = Some(format!(
-                "strip {} (rows {}..{}): {e} after {got} of {rows} rows",
+                "strip {} (rows {}..{}): {e} ({got} of {rows} rows clean)",
                 i + 1,
                 row0,
                 row0 + rows
@@ -678,6 +678,29 @@ pub(crate) fn general_strip(
     s: DecodeSettings,
 ) -> (u32, Option<String>) {
     let first = hayro_strip(strip, out, geo, rows, s);
+    if s.encoding == EncodingMode::Group3_1D && s.end_of_line {
+        // hayro-ccitt, like libtiff, goes on at the next EOL after a line of the wrong length
+        // and keeps it as far as it goes, without an error; count those lines as damaged, as
+        // libtiff warns of each ("Line length mismatch", "Premature EOL").
+        let (bad, at) = mh_bad_lines(strip, geo.width, first.0);
+        if let (true, Some(at)) = (bad > 0, at) {
+            let then = first.1.map(|e| format!("; then {e}")).unwrap_or_default();
+            return (
+                first.0 - bad,
+                Some(format!(
+                    "{bad} line{} not {} pixels of valid T.4 codes, the first at row {at} \
+                     (kept as far as {}){then}",
+                    if bad == 1 { "" } else { "s" },
+                    geo.width,
+                    if bad == 1 {
+                        "it decodes"
+                    } else {
+                        "they decode"
+                    },
+                )),
+            );
+        }
+    }
     if first.1.is_none() || s.encoding != EncodingMode::Group4 {
         return first;
     }
@@ -917,6 +940,33 @@ fn bit_slice(data: &[u8], start: usize, end: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The lines of a T.4 1-D (MH) stream with EOLs (T.4 §4.1.2) among its first `rows` that are not
+/// exactly `width` pixels of valid code words (T.4 §4.1.1): how many, and the first one's row.
+/// Lines are counted as [`mh_lines_resync`] counts them (EOL to EOL, fill only skipped).
+fn mh_bad_lines(data: &[u8], width: u32, rows: u32) -> (u32, Option<u32>) {
+    let ends = eol_ends(data);
+    let (mut bad, mut first, mut row) = (0u32, None, 0u32);
+    for (i, &start) in ends.iter().enumerate() {
+        if row >= rows {
+            break;
+        }
+        let end = ends.get(i + 1).map_or(data.len() * 8, |&e| e - 12);
+        if end <= start {
+            continue;
+        }
+        let line = bit_slice(data, start, end);
+        if line.iter().all(|&b| b == 0) {
+            continue;
+        }
+        if !ccitt::mh_line_lenient(&line, width).1 {
+            bad += 1;
+            first.get_or_insert(row);
+        }
+        row += 1;
+    }
+    (bad, first)
 }
 
 /// T.4 1-D (MH) with EOLs decoded line by line between EOLs, so that a damaged line costs only
