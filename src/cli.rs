@@ -104,6 +104,10 @@ pub enum TiffCommand {
         /// standard (204×98), fine (204×196), superfine (204×391), passthrough.
         #[arg(long, default_value = "fine")]
         resolution: String,
+        /// Gray and colour inputs to black and white: floyd-steinberg (error diffusion, for
+        /// photos) or threshold (luma below 128 is black), as the dial-peer key `dithering`.
+        #[arg(long, default_value = "floyd-steinberg")]
+        dithering: String,
     },
 }
 
@@ -354,8 +358,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     output,
                     encoding,
                     resolution,
+                    dithering,
                 },
-        } => tiff_convert(&inputs, &output, &encoding, &resolution),
+        } => tiff_convert(&inputs, &output, &encoding, &resolution, &dithering),
         Command::Receipts {
             command: ReceiptsCommand::Ingest { config, paths },
         } => ingest_reports(load_config(&config)?, &paths),
@@ -463,8 +468,9 @@ fn tiff_convert(
     output: &Path,
     encoding: &str,
     resolution: &str,
+    dithering: &str,
 ) -> anyhow::Result<ExitCode> {
-    use crate::tiff_f::{Encoding, Resolution};
+    use crate::tiff_f::{Bilevel, Encoding, Resolution};
     use std::io::IsTerminal;
     let encoding = match encoding {
         "mh" => Encoding::Mh,
@@ -482,6 +488,11 @@ fn tiff_convert(
             "--resolution {other:?}: expected standard, fine, superfine or passthrough"
         ),
     };
+    let bilevel = match dithering {
+        "floyd-steinberg" => Bilevel::FloydSteinberg,
+        "threshold" => Bilevel::Threshold(128),
+        other => anyhow::bail!("--dithering {other:?}: expected floyd-steinberg or threshold"),
+    };
     let mut bytes = Vec::new();
     for p in inputs {
         bytes.push(std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?);
@@ -489,10 +500,16 @@ fn tiff_convert(
     let opts = crate::tiff_f::WriteOptions {
         encoding,
         resolution,
+        bilevel,
         ..Default::default()
     };
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {pos} pages converted")
+        {
+            b.set_style(style);
+        }
         b.set_message("pages converted");
         b
     } else {

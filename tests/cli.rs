@@ -445,3 +445,68 @@ fn serve_creates_the_incoming_directory() {
     assert!(incoming.is_dir());
     assert!(dir.path().join("spool").is_dir());
 }
+
+/// `tiff convert --dithering`: a uniform gray page (PGM, level 96 of 255) made black and white.
+/// By threshold (luma below 128 is black) every pixel is black; by Floyd–Steinberg error
+/// diffusion the share of black pixels is the page's darkness, 1 − 96/255 ≈ 0.624 (error
+/// diffusion keeps the mean gray level; Floyd and Steinberg, "An adaptive algorithm for spatial
+/// greyscale", 1976). Pixels as libtiff decodes them. Floyd–Steinberg is the default, as for a
+/// dial peer's `dithering` key.
+#[test]
+fn tiff_convert_dithering_as_the_dial_peer_key() {
+    if !have_tool("tiffcp") || !have_tool("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pgm = dir.path().join("gray.pgm");
+    let (w, h) = (1728usize, 400usize);
+    let mut bytes = format!("P5\n{w} {h}\n255\n").into_bytes();
+    bytes.resize(bytes.len() + w * h, 96);
+    std::fs::write(&pgm, &bytes).unwrap();
+    let out = dir.path().join("out.tif");
+    for (extra, lo, hi) in [
+        (&[][..], 0.60, 0.65),
+        (&["--dithering", "floyd-steinberg"][..], 0.60, 0.65),
+        (&["--dithering", "threshold"][..], 1.0, 1.0),
+    ] {
+        let mut args = vec![
+            "tiff",
+            "convert",
+            pgm.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = t37gw(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", text(&o.stderr));
+        let pages = libtiff_pages(&out);
+        let (pw, ph, data) = &pages[0];
+        let black: u32 = mask_padding(*pw, *ph, data)
+            .iter()
+            .map(|b| b.count_ones())
+            .sum();
+        let share = f64::from(black) / (f64::from(*pw) * f64::from(*ph));
+        assert!(
+            (lo..=hi).contains(&share),
+            "{extra:?}: {share:.3} of the pixels black, expected {lo}..={hi}"
+        );
+    }
+    let o = t37gw(
+        dir.path(),
+        &[
+            "tiff",
+            "convert",
+            pgm.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--dithering",
+            "ordered",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("--dithering"),
+        "{}",
+        text(&o.stderr)
+    );
+}
