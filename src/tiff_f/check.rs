@@ -414,10 +414,16 @@ fn check_page(
                 Some(256),
                 if f_ok { SOnly } else { Both },
                 if f_ok { S_BASE } else { F_BASE },
-                format!(
-                    "ImageWidth is {width}: profile S requires 1728, profile F at {x} dpi allows {:?}",
-                    f_widths(x_fax)
-                ),
+                match f_widths(x_fax) {
+                    [] => format!(
+                        "ImageWidth is {width}: profile S requires 1728, and profile F has no \
+                         width at {x} dpi"
+                    ),
+                    widths => format!(
+                        "ImageWidth is {width}: profile S requires 1728, profile F at {x} dpi \
+                         allows {widths:?}"
+                    ),
+                },
             );
         }
     }

@@ -53,7 +53,8 @@ pub(crate) enum Val {
     Other,
 }
 
-/// Entries of one IFD, keyed by tag, plus the next IFD offset.
+/// Entries of one IFD, keyed by tag, plus the next IFD offset. A tag that appears twice (TIFF 6.0
+/// §2 allows each once) keeps its first value, as libtiff does.
 pub(crate) fn read_ifd(f: &File, off: u64) -> Result<(BTreeMap<u16, Val>, u32), ImageError> {
     let n = f
         .u16(off)
@@ -72,7 +73,7 @@ pub(crate) fn read_ifd(f: &File, off: u64) -> Result<(BTreeMap<u16, Val>, u32), 
             4 | 9 | 11 | 13 => 4,
             5 | 10 | 12 => 8,
             _ => {
-                tags.insert(tag, Val::Other);
+                tags.entry(tag).or_insert(Val::Other);
                 continue;
             }
         };
@@ -84,7 +85,7 @@ pub(crate) fn read_ifd(f: &File, off: u64) -> Result<(BTreeMap<u16, Val>, u32), 
         };
         let Some(data) = f.bytes(data_off, total) else {
             // Out-of-file value: keep going, the tags we need are checked later.
-            tags.insert(tag, Val::Other);
+            tags.entry(tag).or_insert(Val::Other);
             continue;
         };
         let sub = File { b: data, le: f.le };
@@ -117,7 +118,7 @@ pub(crate) fn read_ifd(f: &File, off: u64) -> Result<(BTreeMap<u16, Val>, u32), 
             ),
             _ => Val::Other,
         };
-        tags.insert(tag, v);
+        tags.entry(tag).or_insert(v);
     }
     let next = f.u32(off + 2 + 12 * u64::from(n)).unwrap_or(0);
     Ok((tags, next))
