@@ -684,6 +684,14 @@ fn raw_g3_matches_fax2tiff_in_both_bit_orders() {
     }
 }
 
+/// The 3-page fixture rewritten by `tiffcp` with `args` into `dir/name`; its path.
+fn fixture_by_tiffcp(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
+    let out = dir.join(name);
+    run(Command::new("tiffcp").args(args).arg(&src).arg(&out)).unwrap();
+    out
+}
+
 /// The first strip of a little-endian TIFF's first directory (tags 273 and 279, one value each).
 fn first_strip(b: &[u8]) -> &[u8] {
     let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
@@ -714,14 +722,8 @@ fn mh_line_of_the_wrong_length_is_damage_where_libtiff_sees_it() {
     if !have_tool("tiffcp") || !have_tool("tiffinfo") {
         return;
     }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
     let dir = tempfile::tempdir().unwrap();
-    let mh = dir.path().join("mh.tif");
-    run(Command::new("tiffcp")
-        .args(["-c", "g3:1d", "-r", "100000"])
-        .arg(&src)
-        .arg(&mh))
-    .unwrap();
+    let mh = fixture_by_tiffcp(dir.path(), "mh.tif", &["-c", "g3:1d", "-r", "100000"]);
     let clean = std::fs::read(&mh).unwrap();
     let at = first_strip_offset(&clean);
     let len = first_strip(&clean).len();
@@ -776,14 +778,8 @@ fn raw_g3_two_dimensional_matches_libtiff() {
     if !have_tool("tiffcp") {
         return;
     }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
     let dir = tempfile::tempdir().unwrap();
-    let mr = dir.path().join("mr.tif");
-    run(Command::new("tiffcp")
-        .args(["-c", "g3:2d", "-r", "100000"])
-        .arg(&src)
-        .arg(&mr))
-    .unwrap();
+    let mr = fixture_by_tiffcp(dir.path(), "mr.tif", &["-c", "g3:2d", "-r", "100000"]);
     let (tw, th, theirs) = tiffcp_none(&mr).unwrap().remove(0);
     let file = std::fs::read(&mr).unwrap();
     let strip = first_strip(&file).to_vec();
@@ -1097,14 +1093,8 @@ fn zeroed_start_of_a_g4_strip_is_damage_like_libtiff() {
     if !have_tool("tiffcp") {
         return;
     }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fax-3page-g3.tif");
     let dir = tempfile::tempdir().unwrap();
-    let g4 = dir.path().join("g4.tif");
-    run(Command::new("tiffcp")
-        .args(["-c", "g4", "-r", "100000"])
-        .arg(&src)
-        .arg(&g4))
-    .unwrap();
+    let g4 = fixture_by_tiffcp(dir.path(), "g4.tif", &["-c", "g4", "-r", "100000"]);
     let clean = std::fs::read(&g4).unwrap();
     let at = first_strip_offset(&clean);
     for zeros in [64, 4000] {
