@@ -694,22 +694,8 @@ fn fixture_by_tiffcp(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
 
 /// The first strip of a little-endian TIFF's first directory (tags 273 and 279, one value each).
 fn first_strip(b: &[u8]) -> &[u8] {
-    let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
-    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
-    let ifd = u32_at(4);
-    let count = (0..u16_at(ifd))
-        .map(|k| ifd + 2 + 12 * k)
-        .find(|&e| u16_at(e) == 279)
-        .map(|e| {
-            if u16_at(e + 2) == 3 {
-                u16_at(e + 8)
-            } else {
-                u32_at(e + 8)
-            }
-        })
-        .expect("StripByteCounts");
     let at = first_strip_offset(b);
-    &b[at..at + count]
+    &b[at..at + first_ifd_value(b, 279)]
 }
 
 /// A T.4 1-D line of the wrong length (a bit flipped in the strip, so that the line's runs add
@@ -1066,22 +1052,19 @@ fn passthrough_keeps_b4_width_and_g4_coding() {
 /// The first strip's offset in a little-endian TIFF's first directory (tag 273, one LONG or
 /// SHORT value held in the entry itself).
 fn first_strip_offset(b: &[u8]) -> usize {
-    assert_eq!(&b[..2], b"II", "little-endian TIFF");
-    let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
-    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
-    let ifd = u32_at(4);
-    (0..u16_at(ifd))
-        .map(|k| ifd + 2 + 12 * k)
-        .find(|&e| u16_at(e) == 273)
-        .map(|e| {
-            assert_eq!(u32_at(e + 4), 1, "one strip");
-            if u16_at(e + 2) == 3 {
-                u16_at(e + 8)
-            } else {
-                u32_at(e + 8)
-            }
-        })
-        .expect("StripOffsets")
+    first_ifd_value(b, 273)
+}
+
+/// The value of `tag` in the first IFD of a little-endian TIFF (one SHORT or LONG).
+fn first_ifd_value(b: &[u8], tag: u16) -> usize {
+    let at = first_ifd_value_offset(b, tag);
+    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap()) as usize;
+    assert_eq!(u32_at(at - 4), 1, "one value of tag {tag}");
+    if u16::from_le_bytes([b[at - 6], b[at - 5]]) == 3 {
+        usize::from(u16::from_le_bytes([b[at], b[at + 1]]))
+    } else {
+        u32_at(at)
+    }
 }
 
 /// A T.6 strip whose first octets were overwritten with zeros (or that is all zeros) is damage,
