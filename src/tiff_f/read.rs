@@ -945,29 +945,29 @@ fn bit_slice(data: &[u8], start: usize, end: usize) -> Vec<u8> {
 
 /// The lines of a T.4 1-D (MH) stream with EOLs (T.4 §4.1.2) among its first `rows` that are not
 /// exactly `width` pixels of valid code words (T.4 §4.1.1): how many, and the first one's row.
-/// Lines are counted as [`mh_lines_resync`] counts them (EOL to EOL, fill only skipped).
+/// Lines as [`mh_lines`] gives them, as [`mh_lines_resync`] counts them.
 fn mh_bad_lines(data: &[u8], width: u32, rows: u32) -> (u32, Option<u32>) {
-    let ends = eol_ends(data);
-    let (mut bad, mut first, mut row) = (0u32, None, 0u32);
-    for (i, &start) in ends.iter().enumerate() {
-        if row >= rows {
-            break;
-        }
-        let end = ends.get(i + 1).map_or(data.len() * 8, |&e| e - 12);
-        if end <= start {
-            continue;
-        }
-        let line = bit_slice(data, start, end);
-        if line.iter().all(|&b| b == 0) {
-            continue;
-        }
+    let (mut bad, mut first) = (0u32, None);
+    for (row, line) in (0..rows).zip(mh_lines(data)) {
         if !ccitt::mh_line_lenient(&line, width).1 {
             bad += 1;
             first.get_or_insert(row);
         }
-        row += 1;
     }
     (bad, first)
+}
+
+/// The coded lines of a T.4 1-D stream with EOLs: the bits from one EOL to the next (repacked
+/// from bit 0), the last one to the end of the data; EOLs back to back and fill bits alone are
+/// no line.
+fn mh_lines(data: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let ends = eol_ends(data);
+    (0..ends.len()).filter_map(move |i| {
+        let start = ends[i];
+        let end = ends.get(i + 1).map_or(data.len() * 8, |&e| e - 12);
+        let line = (end > start).then(|| bit_slice(data, start, end))?;
+        line.iter().any(|&b| b != 0).then_some(line)
+    })
 }
 
 /// T.4 1-D (MH) with EOLs decoded line by line between EOLs, so that a damaged line costs only
@@ -975,21 +975,9 @@ fn mh_bad_lines(data: &[u8], width: u32, rows: u32) -> (u32, Option<u32>) {
 /// [`ccitt::mh_line_lenient`]): returns (packed rows, damaged lines).
 pub(crate) fn mh_lines_resync(data: &[u8], width: u32, max_rows: usize) -> (Vec<u8>, usize) {
     let stride = (width as usize).div_ceil(8);
-    let ends = eol_ends(data);
     let mut rows = Vec::new();
     let mut bad = 0;
-    for (i, &start) in ends.iter().enumerate() {
-        if rows.len() / stride >= max_rows {
-            break;
-        }
-        let end = ends.get(i + 1).map_or(data.len() * 8, |&e| e - 12);
-        if end <= start {
-            continue; // EOLs back to back, or fill only
-        }
-        let line = bit_slice(data, start, end);
-        if line.iter().all(|&b| b == 0) {
-            continue; // fill bits only
-        }
+    for line in mh_lines(data).take(max_rows) {
         // Like libtiff's fax2tiff, a damaged line keeps the runs before the damage and is
         // white from there.
         let (changes, ok) = ccitt::mh_line_lenient(&line, width);
